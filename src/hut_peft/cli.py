@@ -1,0 +1,47 @@
+"""The `hut-peft` command line: one sub-command per module, imported only when it runs.
+
+Each sub-command module exposes ``add_arguments(parser)`` and ``run(args) -> int``; add a line to
+``COMMANDS`` to register one. Modules load lazily so ``hut-peft --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Sequence
+
+# name -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hut-peft",
+        description="HUT (Hadamard Updated Transformation) for peft: train, score, measure, report.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name, (module_name, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(_module=module_name)
+        importlib.import_module(module_name).add_arguments(p)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # Import only the module of the command being run (and all of them for --help).
+    if argv and argv[0] in COMMANDS:
+        module_name, help_text = COMMANDS[argv[0]]
+        parser = argparse.ArgumentParser(prog=f"hut-peft {argv[0]}", description=help_text)
+        module = importlib.import_module(module_name)
+        module.add_arguments(parser)
+        args = parser.parse_args(argv[1:])
+        return int(module.run(args) or 0)
+    build_parser().parse_args(argv)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
