@@ -1,0 +1,10 @@
+"""HUT as a peft tuner: config, layer and model. Importing this package registers "hut" with peft."""
+
+from .config import HUTConfig
+from .layer import HUTLayer, Linear
+from .model import HUTModel
+from .registration import HUT_PEFT_TYPE, register_hut
+
+register_hut()
+
+__all__ = ["HUTConfig", "HUTLayer", "HUTModel", "Linear", "HUT_PEFT_TYPE", "register_hut"]

@@ -1,0 +1,304 @@
+"""The HUT layer: a frozen dense layer wrapped as peft wraps layers (``base_layer``).
+
+Forward, in activation form (DESIGN §1.1; never builds ``W_new``)::
+
+    y = base_layer(x ⊙ a)                 # a = ∏ m_A over active adapters,        (..., d) -> (..., k)
+    h = y ⊙ C + (B − C ⊙ b0)              # C = ∏ γ ⊙ m_B,  B = γ ⊙ b0 + β (composed)
+
+which equals ``γ ⊙ (x · diag(m_A) W0 diag(m_B) + b0) + β`` for one adapter. The base layer is called as is,
+so its weight is never read here: quantised or sharded bases train unchanged. Merging folds the same
+vectors into the weight (``W' = diag(m_A) W0 diag(γ ⊙ m_B)``, ``b' = γ ⊙ b0 + β``), computed in fp32 and
+cast back once.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence
+
+import torch
+from peft.tuners.tuners_utils import BaseTunerLayer, check_adapters_to_merge
+from torch import nn
+from transformers.pytorch_utils import Conv1D
+
+from .config import HUTConfig
+
+BASE_ADAPTER = "__base__"
+# Below this magnitude a factor cannot be divided back out exactly: unmerge refuses.
+UNMERGE_MIN_FACTOR = 1e-6
+
+
+def _is_quantised(layer: nn.Module) -> bool:
+    weight = getattr(layer, "weight", None)
+    return (
+        weight is None
+        or not torch.is_floating_point(weight)
+        or hasattr(weight, "quant_state")
+        or type(layer).__name__ in {"Linear8bitLt", "Linear4bit", "QuantLinear"}
+    )
+
+
+class HUTLayer(BaseTunerLayer):
+    """Per-adapter HUT parameters on one frozen layer, in peft's per-adapter dicts.
+
+    Parameters per adapter (state-dict keys ``<module>.hut_A.<adapter>`` ...):
+        hut_A: (d, r), ``M_A``; only its row means ``m_A`` (d,) reach the forward.
+        hut_B: (r, k), ``M_B``; only its column means ``m_B`` (k,) reach the forward.
+        hut_gamma: (k,), the scale ``γ``.
+        hut_beta: (k,), the shift ``β``; absent when the adapter's config has ``shift=False``.
+    """
+
+    adapter_layer_names: tuple[str, ...] = ("hut_A", "hut_B", "hut_gamma", "hut_beta")
+    other_param_names: tuple[str, ...] = ("r",)
+
+    def __init__(self, base_layer: nn.Module, **kwargs: Any) -> None:
+        self.base_layer = base_layer
+        self.hut_A = nn.ParameterDict({})
+        self.hut_B = nn.ParameterDict({})
+        self.hut_gamma = nn.ParameterDict({})
+        self.hut_beta = nn.ParameterDict({})
+        self.r: dict[str, int] = {}
+        self._disable_adapters = False
+        self.merged_adapters: list[str] = []
+        base = self.get_base_layer()
+        if isinstance(base, nn.Linear):
+            self.in_features, self.out_features = base.in_features, base.out_features
+            self.fan_in_fan_out = False
+        elif isinstance(base, Conv1D):
+            shape = base.weight.ds_shape if hasattr(base.weight, "ds_shape") else base.weight.shape
+            self.in_features, self.out_features = shape
+            self.fan_in_fan_out = True
+        else:
+            raise TypeError(
+                f"HUT cannot adapt a {type(base).__name__}: it supports torch.nn.Linear and transformers' "
+                "Conv1D. Remove this module from target_modules."
+            )
+        self._register_load_state_dict_pre_hook(self._check_checkpoint_shapes)
+
+    def update_layer(self, adapter_name: str, config: HUTConfig, **kwargs: Any) -> None:
+        """Create the adapter's parameters (identity, or identity plus noise) on the base layer's device."""
+        r, d, k = config.r, self.in_features, self.out_features
+        self.r[adapter_name] = r
+        self.hut_A[adapter_name] = nn.Parameter(torch.ones(d, r))
+        self.hut_B[adapter_name] = nn.Parameter(torch.ones(r, k))
+        self.hut_gamma[adapter_name] = nn.Parameter(torch.ones(k))
+        if config.shift:
+            self.hut_beta[adapter_name] = nn.Parameter(torch.zeros(k))
+        if config.init == "perturbed":
+            with torch.no_grad():
+                for name in self.adapter_layer_names:
+                    params = getattr(self, name)
+                    if adapter_name in params:
+                        params[adapter_name].add_(torch.randn_like(params[adapter_name]) * config.init_std)
+        self._move_adapter_to_device_of_base_layer(adapter_name)
+        self.set_adapter(self.active_adapters, inference_mode=config.inference_mode)
+
+    # ----------------------------------------------------------------------------------------- maths
+    def adapter_vectors(self, adapter_name: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Return ``(m_A (d,), m_B (k,), γ (k,), β (k,))`` of one adapter, in the parameters' dtype."""
+        m_a = self.hut_A[adapter_name].mean(dim=1)
+        m_b = self.hut_B[adapter_name].mean(dim=0)
+        gamma = self.hut_gamma[adapter_name]
+        beta = self.hut_beta[adapter_name] if adapter_name in self.hut_beta else torch.zeros_like(gamma)
+        return m_a, m_b, gamma, beta
+
+    def _composed(
+        self, adapter_names: Sequence[str], base_bias: Optional[torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Input scale ``a``, output scale ``C`` and output shift ``S`` such that ``h = base(x ⊙ a) ⊙ C + S``.
+
+        Adapters compose as successive merges: each maps ``(W, b)`` to ``(diag(m_A) W diag(γ m_B), γ b + β)``.
+        """
+        a = c = bias = None
+        for name in adapter_names:
+            m_a, m_b, gamma, beta = self.adapter_vectors(name)
+            a = m_a if a is None else a * m_a
+            c = gamma * m_b if c is None else c * gamma * m_b
+            prev = base_bias.to(gamma.dtype) if bias is None and base_bias is not None else bias
+            bias = beta if prev is None else torch.addcmul(beta, gamma, prev)
+        assert a is not None and c is not None and bias is not None
+        shift = bias if base_bias is None else bias - c * base_bias.to(c.dtype)
+        return a, c, shift
+
+    # --------------------------------------------------------------------------------------- forward
+    def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        adapter_names = kwargs.pop("adapter_names", None)
+        if self.disable_adapters:
+            if self.merged:
+                self.unmerge()
+            return self.base_layer(x, *args, **kwargs)
+        if adapter_names is not None:
+            return self._mixed_batch_forward(x, *args, adapter_names=adapter_names, **kwargs)
+        if self.merged:
+            return self.base_layer(x, *args, **kwargs)
+        active = [name for name in self.active_adapters if name in self.hut_A]
+        if not active:
+            return self.base_layer(x, *args, **kwargs)
+        a, c, s = self._composed(active, self._base_bias())
+        y = self.base_layer(x * a.to(x.dtype), *args, **kwargs)
+        return torch.addcmul(s.to(y.dtype), y, c.to(y.dtype))
+
+    def _mixed_batch_forward(
+        self, x: torch.Tensor, *args: Any, adapter_names: Sequence[str], **kwargs: Any
+    ) -> torch.Tensor:
+        """One adapter per row (or ``"__base__"``): gather each row's vectors, one base call for the batch."""
+        if self.merged:
+            raise ValueError("Mixed-adapter batches need unmerged adapters: call unmerge_adapter() first.")
+        if len(adapter_names) != x.shape[0]:
+            raise ValueError(
+                f"adapter_names has {len(adapter_names)} entries but the batch has {x.shape[0]} rows: "
+                "give one adapter name (or '__base__') per row."
+            )
+        names = sorted(set(adapter_names))
+        base_bias = self._base_bias()
+        d, k = self.in_features, self.out_features
+        ref = next(iter(self.hut_gamma.values()), None)
+        dtype = ref.dtype if ref is not None else x.dtype
+        a_rows, c_rows, s_rows = [], [], []
+        for name in names:
+            if name == BASE_ADAPTER or name not in self.hut_A:
+                a_rows.append(torch.ones(d, device=x.device, dtype=dtype))
+                c_rows.append(torch.ones(k, device=x.device, dtype=dtype))
+                s_rows.append(torch.zeros(k, device=x.device, dtype=dtype))
+            else:
+                a, c, s = self._composed([name], base_bias)
+                a_rows.append(a), c_rows.append(c), s_rows.append(s)
+        index = torch.tensor([names.index(n) for n in adapter_names], device=x.device)
+        view = (x.shape[0],) + (1,) * (x.dim() - 2)
+        a = torch.stack(a_rows)[index].view(*view, d)  # (B, 1.., d)
+        y = self.base_layer(x * a.to(x.dtype), *args, **kwargs)
+        c = torch.stack(c_rows)[index].view(*view, k).to(y.dtype)  # (B, 1.., k)
+        s = torch.stack(s_rows)[index].view(*view, k).to(y.dtype)
+        return torch.addcmul(s, y, c)
+
+    def _base_bias(self) -> Optional[torch.Tensor]:
+        return getattr(self.get_base_layer(), "bias", None)
+
+    # ----------------------------------------------------------------------------------------- merge
+    def _scaled_weight(self, weight: torch.Tensor, row: torch.Tensor, col: torch.Tensor) -> torch.Tensor:
+        """``diag(row) W diag(col)`` for W in (in, out) terms, whatever the storage layout."""
+        if self.fan_in_fan_out:  # stored (in, out)
+            return weight * row[:, None] * col[None, :]
+        return weight * col[:, None] * row[None, :]  # stored (out, in)
+
+    def _check_mergeable(self) -> nn.Module:
+        base = self.get_base_layer()
+        if _is_quantised(base):
+            raise ValueError(
+                f"Cannot merge or unmerge HUT into a quantised {type(base).__name__}: the scales would have to be "
+                "applied to dequantised weights and re-quantised, which is lossy. Keep the adapter unmerged."
+            )
+        return base
+
+    def merge(self, safe_merge: bool = False, adapter_names: Optional[list[str]] = None) -> None:
+        """Fold the adapters into the base weight and bias (exact up to one fp32 rounding).
+
+        Args:
+            safe_merge: Compute into a copy and check it is finite before writing.
+            adapter_names: Adapters to merge; the active ones when None.
+
+        Raises:
+            ValueError: The base is quantised; a shift β ≠ 0 must merge into a layer without a bias; the result
+                is not finite under ``safe_merge``.
+        """
+        adapter_names = check_adapters_to_merge(self, adapter_names)
+        if not adapter_names:
+            return
+        base = self._check_mergeable()
+        for name in adapter_names:
+            if name not in self.hut_A:
+                continue
+            with torch.no_grad():
+                m_a, m_b, gamma, beta = (v.detach().float() for v in self.adapter_vectors(name))
+                weight = self._scaled_weight(base.weight.data.float(), m_a, gamma * m_b)
+                if base.bias is not None:
+                    bias = torch.addcmul(beta, gamma, base.bias.data.float())
+                elif bool((beta != 0).any()):
+                    raise ValueError(
+                        f"Cannot merge HUT adapter '{name}': its shift β is non-zero but the base "
+                        f"{type(base).__name__} has no bias to hold it. Train with HUTConfig(shift=False) for "
+                        "bias-free layers (Llama attention), or keep the adapter unmerged."
+                    )
+                else:
+                    bias = None
+                if safe_merge and not (
+                    torch.isfinite(weight).all() and (bias is None or torch.isfinite(bias).all())
+                ):
+                    raise ValueError(f"NaN or inf in the merged weights: adapter '{name}' seems broken.")
+                base.weight.data = weight.to(base.weight.dtype)
+                if bias is not None:
+                    base.bias.data = bias.to(base.bias.dtype)
+            self.merged_adapters.append(name)
+
+    def unmerge(self) -> None:
+        """Divide the merged adapters back out, last merged first.
+
+        Raises:
+            ValueError: The base is quantised, or a factor (m_A, γ ⊙ m_B or γ) is below 1e-6 in magnitude, where
+                division cannot recover the original weights.
+        """
+        if not self.merged:
+            return
+        base = self._check_mergeable()
+        while self.merged_adapters:
+            name = self.merged_adapters[-1]
+            if name not in self.hut_A:
+                self.merged_adapters.pop()
+                continue
+            with torch.no_grad():
+                m_a, m_b, gamma, beta = (v.detach().float() for v in self.adapter_vectors(name))
+                col = gamma * m_b
+                for label, factor in (("m_A", m_a), ("gamma * m_B", col), ("gamma", gamma)):
+                    if label == "gamma" and base.bias is None:
+                        continue
+                    smallest = factor.abs().min().item()
+                    if smallest < UNMERGE_MIN_FACTOR:
+                        raise ValueError(
+                            f"Cannot unmerge HUT adapter '{name}': {label} has an entry of magnitude {smallest:.2e}, "
+                            "so dividing it back out would not recover the base weights. Reload the base model "
+                            "instead, or use merge_adapter() only on adapters whose scales are non-zero."
+                        )
+                base.weight.data = self._scaled_weight(base.weight.data.float(), 1.0 / m_a, 1.0 / col).to(
+                    base.weight.dtype
+                )
+                if base.bias is not None:
+                    base.bias.data = ((base.bias.data.float() - beta) / gamma).to(base.bias.dtype)
+            self.merged_adapters.pop()
+
+    def get_delta_weight(self, adapter_name: str) -> torch.Tensor:
+        """``W_new − W0`` in the base layer's storage layout (for inspection; never used in the forward)."""
+        base = self.get_base_layer()
+        m_a, m_b, gamma, _ = (v.detach().float() for v in self.adapter_vectors(adapter_name))
+        w0 = base.weight.data.float()
+        return self._scaled_weight(w0, m_a, gamma * m_b) - w0
+
+    # ----------------------------------------------------------------------------------- checkpoints
+    def _check_checkpoint_shapes(
+        self, state_dict: dict[str, torch.Tensor], prefix: str, *args: Any, **kwargs: Any
+    ) -> None:
+        """Fail with a clear message when a saved adapter does not fit this layer."""
+        for layer_name in self.adapter_layer_names:
+            params = getattr(self, layer_name)
+            for adapter_name, param in params.items():
+                key = f"{prefix}{layer_name}.{adapter_name}"
+                if key in state_dict and tuple(state_dict[key].shape) != tuple(param.shape):
+                    raise ValueError(
+                        f"The HUT checkpoint does not fit this model: '{key}' has shape "
+                        f"{tuple(state_dict[key].shape)} in the checkpoint but {tuple(param.shape)} here "
+                        f"(layer {self.in_features}→{self.out_features}, r={self.r.get(adapter_name)}). Load the "
+                        "adapter on the base model it was trained for, with its saved adapter_config.json."
+                    )
+
+
+class Linear(nn.Module, HUTLayer):
+    """HUT on a ``torch.nn.Linear`` or transformers' ``Conv1D`` (weight stored (in, out))."""
+
+    def __init__(self, base_layer: nn.Module, adapter_name: str, config: HUTConfig, **kwargs: Any) -> None:
+        super().__init__()
+        HUTLayer.__init__(self, base_layer, **kwargs)
+        self._active_adapter = adapter_name
+        self.update_layer(adapter_name, config)
+
+    forward = HUTLayer.forward
+
+    def __repr__(self) -> str:
+        return "hut." + nn.Module.__repr__(self)

@@ -1,0 +1,111 @@
+"""The HUT tuner: injects HUT layers into a transformers model, as peft's tuners do."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from functools import partial
+from typing import Any, Iterator
+
+from peft.tuners.tuners_utils import BaseTuner, BaseTunerLayer
+from peft.utils import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
+from peft.utils.other import AuxiliaryTrainingWrapper
+from torch import nn
+from transformers.pytorch_utils import Conv1D
+
+from .config import HUTConfig
+from .layer import BASE_ADAPTER, HUTLayer, Linear
+
+
+def _inject_adapter_names(module: nn.Module, args: tuple, kwargs: dict, adapter_names: list[str]):
+    kwargs["adapter_names"] = adapter_names
+    return args, kwargs
+
+
+class HUTModel(BaseTuner):
+    """Creates a HUT model from a transformers model (https://arxiv.org/abs/2409.13501).
+
+    Use it through peft: ``get_peft_model(model, HUTConfig(...))``. Merging, unloading and adapter
+    management come from peft's ``BaseTuner``; mixed-adapter batches (``adapter_names=[...]``, one name
+    or ``"__base__"`` per row) are handled here, with one gathered set of vectors per row.
+    """
+
+    prefix: str = "hut_"
+    tuner_layer_cls = HUTLayer
+    # The paper adapts the attention query and value projections, as LoRA does.
+    target_module_mapping = TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
+
+    def _create_and_replace(
+        self,
+        config: HUTConfig,
+        adapter_name: str,
+        target: nn.Module,
+        target_name: str,
+        parent: nn.Module,
+        current_key: str,
+        **kwargs: Any,
+    ) -> None:
+        if isinstance(target, HUTLayer):
+            target.update_layer(adapter_name, config)
+            return
+        base = target.get_base_layer() if isinstance(target, BaseTunerLayer) else target
+        if not isinstance(base, (nn.Linear, Conv1D)):
+            raise TypeError(
+                f"HUT cannot adapt '{current_key}', a {type(base).__name__}: it supports torch.nn.Linear and "
+                "transformers' Conv1D. Remove it from target_modules (or narrow a regex that matched it)."
+            )
+        new_module = Linear(target, adapter_name, config)
+        if adapter_name not in self.active_adapters:
+            new_module.requires_grad_(False)  # a second adapter is not trainable until set_adapter
+        self._replace_module(parent, target_name, new_module, target)
+
+    def inject_adapter(self, model: nn.Module, adapter_name: str, *args: Any, **kwargs: Any) -> None:
+        try:
+            super().inject_adapter(model, adapter_name, *args, **kwargs)
+        except ValueError as err:
+            if "not found in the base model" not in str(err):
+                raise
+            candidates = sorted(
+                {name.rsplit(".", 1)[-1] for name, m in model.named_modules() if isinstance(m, (nn.Linear, Conv1D))}
+            )
+            config = self.peft_config[adapter_name]
+            raise ValueError(
+                f"HUT target_modules={sorted(config.target_modules) if isinstance(config.target_modules, set) else config.target_modules!r} "
+                f"matched no module of this {type(model).__name__}. Layers HUT can adapt here are named: "
+                f"{', '.join(candidates[:12])}{' ...' if len(candidates) > 12 else ''}. "
+                "Pass some of these names as HUTConfig(target_modules=[...])."
+            ) from err
+
+    @contextmanager
+    def _enable_peft_forward_hooks(self, *args: Any, **kwargs: Any) -> Iterator[None]:
+        """Route ``adapter_names`` (one per row) to every HUT layer and ``modules_to_save`` wrapper."""
+        adapter_names = kwargs.pop("adapter_names", None)
+        if adapter_names is None:
+            yield
+            return
+        if self.training:
+            raise ValueError("adapter_names is for inference: call model.eval() before a mixed-adapter batch.")
+        if not isinstance(adapter_names, (list, tuple)):
+            raise TypeError(f"adapter_names must be a list of str, one per row, got {type(adapter_names).__name__}.")
+        known = set()
+        for module in self.modules():
+            if isinstance(module, HUTLayer):
+                known |= set(module.hut_A.keys())
+        unknown = {n for n in adapter_names if n != BASE_ADAPTER} - known
+        if unknown:
+            raise ValueError(
+                f"Unknown adapter(s) in adapter_names: {', '.join(sorted(unknown))}. Known: "
+                f"{', '.join(sorted(known))}, or '{BASE_ADAPTER}' for the base model."
+            )
+        num_beams = kwargs.get("num_beams")
+        if isinstance(num_beams, int) and num_beams > 1:  # generate() repeats every row num_beams times
+            adapter_names = [n for n in adapter_names for _ in range(num_beams)]
+        handles = []
+        for module in self.modules():
+            if isinstance(module, (HUTLayer, AuxiliaryTrainingWrapper)):
+                hook = partial(_inject_adapter_names, adapter_names=list(adapter_names))
+                handles.append(module.register_forward_pre_hook(hook, with_kwargs=True))
+        try:
+            yield
+        finally:
+            for handle in handles:
+                handle.remove()
