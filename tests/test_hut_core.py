@@ -333,3 +333,66 @@ def test_registered_with_peft():
     assert PeftType.HUT == "HUT" and PEFT_TYPE_TO_CONFIG_MAPPING["HUT"] is HUTConfig
     assert PEFT_TYPE_TO_TUNER_MAPPING["HUT"] is hut_peft.HUTModel
     hut_peft.hut.register_hut()  # idempotent
+
+
+# ------------------------------------------------------------------------------ fused projections
+FUSED = {"c_attn": [True, False, True]}  # GPT-2: q and v adapted, k frozen (paper, LoRA's MergedLinear)
+
+
+def test_fused_slices_adapt_q_and_v_and_leave_k_exact():
+    torch.manual_seed(0)
+    d, ks = 8, 8
+    base = Conv1D(3 * ks, d)
+    nn.init.normal_(base.bias)
+    layer = HUTLinear(base, "default", HUTConfig(r=2, init="perturbed", init_std=0.3), fused_mask=FUSED["c_attn"])
+    assert tuple(layer.hut_A["default"].shape) == (2, d, 2) and tuple(layer.hut_gamma["default"].shape) == (2, ks)
+    x = torch.randn(2, 3, d)
+    out, ref = layer(x), base(x)
+    torch.testing.assert_close(out[..., ks:2 * ks], ref[..., ks:2 * ks], atol=1e-6, rtol=1e-6)  # k untouched
+    w0, b0 = base.weight.detach().double(), base.bias.detach().double()
+    for adapted, block in ((0, 0), (1, 2)):
+        cols = slice(block * ks, (block + 1) * ks)
+        expected = _eq8_9_reference(
+            x.double(), w0[:, cols], b0[cols],
+            layer.hut_A["default"][adapted].detach().double(), layer.hut_B["default"][adapted].detach().double(),
+            layer.hut_gamma["default"][adapted].detach().double(), layer.hut_beta["default"][adapted].detach().double(),
+        )
+        torch.testing.assert_close(out[..., cols].double(), expected, atol=1e-5, rtol=1e-5)
+    layer.merge()
+    torch.testing.assert_close(base(x), out, atol=1e-5, rtol=1e-5)
+    layer.unmerge()
+    torch.testing.assert_close(base(x), ref, atol=1e-5, rtol=1e-5)
+
+
+def test_fused_gpt2_merge_mixed_batch_and_reload(tmp_path):
+    torch.manual_seed(0)
+    cfg = HUTConfig(r=2, target_modules=["c_attn"], fused_slices=FUSED, init="perturbed", init_std=0.2)
+    model = get_peft_model(tiny_gpt2(), cfg)
+    model.add_adapter("other", HUTConfig(r=2, target_modules=["c_attn"], fused_slices=FUSED, init="perturbed"))
+    model.eval()
+    expected = model(IDS).logits
+    mixed = model(IDS, adapter_names=["default", "other", "__base__"]).logits
+    torch.testing.assert_close(mixed[0], expected[0], atol=1e-5, rtol=1e-5)
+    model.save_pretrained(tmp_path)
+    assert json.loads((tmp_path / "adapter_config.json").read_text())["fused_slices"] == FUSED
+    reloaded = PeftModel.from_pretrained(tiny_gpt2(), tmp_path).eval()
+    torch.testing.assert_close(reloaded(IDS).logits, expected, atol=1e-6, rtol=1e-6)
+    model.merge_adapter()
+    assert (model(IDS).logits - expected).abs().max() <= 1e-5
+
+
+def test_fused_count_gpt2_medium_shape():
+    from transformers import GPT2Config, GPT2Model
+
+    cfg = GPT2Config(n_embd=1024, n_layer=24, n_head=16)
+    with torch.device("meta"):
+        model = get_peft_model(GPT2Model(cfg), HUTConfig(r=4, target_modules=["c_attn"], fused_slices=FUSED))
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert trainable == 24 * 2 * (1024 * 4 + 4 * 1024 + 2 * 1024) == 491_520
+
+
+def test_fused_slices_are_validated():
+    with pytest.raises(ValueError, match="fused_slices"):
+        HUTConfig(fused_slices={"c_attn": [False, False]})
+    with pytest.raises(ValueError, match="not divisible by 3"):
+        HUTLinear(nn.Linear(4, 8), "default", HUTConfig(r=1), fused_mask=[True, False, True])

@@ -32,6 +32,11 @@ class HUTConfig(PeftConfig):
         init: ``"identity"`` (M_A = M_B = 1, γ = 1, β = 0: the adapted model equals the base exactly) or
             ``"perturbed"`` (identity plus N(0, init_std) noise; for tests and symmetry-breaking studies).
         init_std: Standard deviation of the perturbed init.
+        fused_slices: For fused projections, module-name suffix → which equal output blocks to adapt, e.g.
+            ``{"c_attn": [True, False, True]}`` adapts the q and v blocks of GPT-2's fused q/k/v projection
+            (as the paper and LoRA do) and leaves k frozen. Each adapted block gets its own ``M_A``, ``M_B``,
+            ``γ`` and ``β`` (parameters gain a leading block dimension). Such layers read ``W0`` directly, so
+            they need an unquantised base.
         modules_to_save: Extra modules trained in full and saved (classification heads, for example).
         layers_to_transform: Layer indices to adapt (all when None).
         layers_pattern: Name of the layer list, used with ``layers_to_transform``.
@@ -54,6 +59,10 @@ class HUTConfig(PeftConfig):
     shift: bool = field(default=True, metadata={"help": "Train the shift β (needs a base bias to merge)."})
     init: InitKind = field(default="identity", metadata={"help": "'identity' (default) or 'perturbed'."})
     init_std: float = field(default=0.02, metadata={"help": "Noise scale of the 'perturbed' init."})
+    fused_slices: Optional[dict[str, list[bool]]] = field(
+        default=None,
+        metadata={"help": "Module suffix -> blocks to adapt in a fused projection, e.g. {'c_attn': [True, False, True]}."},
+    )
     modules_to_save: Optional[list[str]] = field(
         default=None, metadata={"help": "Modules trained in full and saved, e.g. a classifier head."}
     )
@@ -73,6 +82,13 @@ class HUTConfig(PeftConfig):
             raise ValueError(f"HUTConfig.init must be 'identity' or 'perturbed', got init={self.init!r}.")
         if self.init_std < 0:
             raise ValueError(f"HUTConfig.init_std must be >= 0, got init_std={self.init_std!r}.")
+        for name, mask in (self.fused_slices or {}).items():
+            if not (isinstance(mask, (list, tuple)) and len(mask) >= 2 and all(isinstance(m, bool) for m in mask)
+                    and any(mask)):
+                raise ValueError(
+                    f"HUTConfig.fused_slices[{name!r}] must be a list of at least two booleans with one True "
+                    f"(e.g. [True, False, True] for q, k, v), got {mask!r}."
+                )
         if isinstance(self.target_modules, list):
             self.target_modules = set(self.target_modules)
         if isinstance(self.exclude_modules, list):

@@ -9,6 +9,10 @@ which equals ``γ ⊙ (x · diag(m_A) W0 diag(m_B) + b0) + β`` for one adapter.
 so its weight is never read here: quantised or sharded bases train unchanged. Merging folds the same
 vectors into the weight (``W' = diag(m_A) W0 diag(γ ⊙ m_B)``, ``b' = γ ⊙ b0 + β``), computed in fp32 and
 cast back once.
+
+A fused projection (GPT-2's ``c_attn`` = [q | k | v]) can be split into ``nb`` equal output blocks, each
+adapted (or left frozen) on its own. Internally every layer works with per-block vectors
+``a (nb, d)``, ``C (nb, k/nb)``, ``S (nb, k/nb)``; an ordinary layer is the case ``nb = 1``.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 from typing import Any, Optional, Sequence
 
 import torch
+import torch.nn.functional as F
 from peft.tuners.tuners_utils import BaseTunerLayer, check_adapters_to_merge
 from torch import nn
 from transformers.pytorch_utils import Conv1D
@@ -25,6 +30,8 @@ from .config import HUTConfig
 BASE_ADAPTER = "__base__"
 # Below this magnitude a factor cannot be divided back out exactly: unmerge refuses.
 UNMERGE_MIN_FACTOR = 1e-6
+
+Vectors = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # a (nb, d), C (nb, ks), S (nb, ks)
 
 
 def _is_quantised(layer: nn.Module) -> bool:
@@ -40,15 +47,17 @@ def _is_quantised(layer: nn.Module) -> bool:
 class HUTLayer(BaseTunerLayer):
     """Per-adapter HUT parameters on one frozen layer, in peft's per-adapter dicts.
 
-    Parameters per adapter (state-dict keys ``<module>.hut_A.<adapter>`` ...):
+    Parameters per adapter (state-dict keys ``<module>.hut_A.<adapter>`` ...), for a layer d → k:
         hut_A: (d, r), ``M_A``; only its row means ``m_A`` (d,) reach the forward.
         hut_B: (r, k), ``M_B``; only its column means ``m_B`` (k,) reach the forward.
         hut_gamma: (k,), the scale ``γ``.
         hut_beta: (k,), the shift ``β``; absent when the adapter's config has ``shift=False``.
+    On a fused layer with ``n`` adapted blocks of width ``ks`` the shapes gain a leading ``n``:
+    (n, d, r), (n, r, ks), (n, ks), (n, ks).
     """
 
     adapter_layer_names: tuple[str, ...] = ("hut_A", "hut_B", "hut_gamma", "hut_beta")
-    other_param_names: tuple[str, ...] = ("r",)
+    other_param_names: tuple[str, ...] = ("r", "fused_mask")
 
     def __init__(self, base_layer: nn.Module, **kwargs: Any) -> None:
         self.base_layer = base_layer
@@ -57,6 +66,7 @@ class HUTLayer(BaseTunerLayer):
         self.hut_gamma = nn.ParameterDict({})
         self.hut_beta = nn.ParameterDict({})
         self.r: dict[str, int] = {}
+        self.fused_mask: dict[str, Optional[tuple[bool, ...]]] = {}
         self._disable_adapters = False
         self.merged_adapters: list[str] = []
         base = self.get_base_layer()
@@ -74,15 +84,33 @@ class HUTLayer(BaseTunerLayer):
             )
         self._register_load_state_dict_pre_hook(self._check_checkpoint_shapes)
 
-    def update_layer(self, adapter_name: str, config: HUTConfig, **kwargs: Any) -> None:
-        """Create the adapter's parameters (identity, or identity plus noise) on the base layer's device."""
+    def update_layer(
+        self, adapter_name: str, config: HUTConfig, fused_mask: Optional[Sequence[bool]] = None, **kwargs: Any
+    ) -> None:
+        """Create the adapter's parameters (identity, or identity plus noise) on the base layer's device.
+
+        Raises:
+            ValueError: ``fused_mask`` does not split this layer's output into equal blocks.
+        """
         r, d, k = config.r, self.in_features, self.out_features
+        lead: tuple[int, ...] = ()
+        if fused_mask is not None:
+            nb = len(fused_mask)
+            if k % nb:
+                raise ValueError(
+                    f"fused_slices has {nb} blocks but this layer has {k} outputs, not divisible by {nb}: "
+                    "fused_slices is for projections like GPT-2's c_attn (3 equal blocks q, k, v)."
+                )
+            self.fused_mask[adapter_name] = tuple(bool(m) for m in fused_mask)
+            lead, k = (sum(fused_mask),), k // nb
+        else:
+            self.fused_mask[adapter_name] = None
         self.r[adapter_name] = r
-        self.hut_A[adapter_name] = nn.Parameter(torch.ones(d, r))
-        self.hut_B[adapter_name] = nn.Parameter(torch.ones(r, k))
-        self.hut_gamma[adapter_name] = nn.Parameter(torch.ones(k))
+        self.hut_A[adapter_name] = nn.Parameter(torch.ones(*lead, d, r))
+        self.hut_B[adapter_name] = nn.Parameter(torch.ones(*lead, r, k))
+        self.hut_gamma[adapter_name] = nn.Parameter(torch.ones(*lead, k))
         if config.shift:
-            self.hut_beta[adapter_name] = nn.Parameter(torch.zeros(k))
+            self.hut_beta[adapter_name] = nn.Parameter(torch.zeros(*lead, k))
         if config.init == "perturbed":
             with torch.no_grad():
                 for name in self.adapter_layer_names:
@@ -94,29 +122,50 @@ class HUTLayer(BaseTunerLayer):
 
     # ----------------------------------------------------------------------------------------- maths
     def adapter_vectors(self, adapter_name: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Return ``(m_A (d,), m_B (k,), γ (k,), β (k,))`` of one adapter, in the parameters' dtype."""
-        m_a = self.hut_A[adapter_name].mean(dim=1)
-        m_b = self.hut_B[adapter_name].mean(dim=0)
+        """``(m_A, m_B, γ, β)`` of one adapter as parameters shape them: (d,), (k,), (k,), (k,) for an ordinary
+        layer; with a leading adapted-block dimension on a fused one."""
+        m_a = self.hut_A[adapter_name].mean(dim=-1)
+        m_b = self.hut_B[adapter_name].mean(dim=-2)
         gamma = self.hut_gamma[adapter_name]
         beta = self.hut_beta[adapter_name] if adapter_name in self.hut_beta else torch.zeros_like(gamma)
         return m_a, m_b, gamma, beta
 
-    def _composed(
-        self, adapter_names: Sequence[str], base_bias: Optional[torch.Tensor]
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Input scale ``a``, output scale ``C`` and output shift ``S`` such that ``h = base(x ⊙ a) ⊙ C + S``.
+    def _block_vectors(self, adapter_name: str, nb: int) -> tuple[torch.Tensor, ...]:
+        """``(m_A (nb, d), m_B (nb, ks), γ (nb, ks), β (nb, ks))``; frozen blocks get the identity."""
+        m_a, m_b, gamma, beta = self.adapter_vectors(adapter_name)
+        mask = self.fused_mask.get(adapter_name)
+        if mask is None:  # an ordinary adapter seen through nb blocks
+            return m_a.expand(nb, -1), m_b.view(nb, -1), gamma.view(nb, -1), beta.view(nb, -1)
+        if len(mask) != nb:
+            raise ValueError(f"Adapters on one layer split it into {nb} and {len(mask)} blocks: use one split.")
+        index = torch.tensor([i for i, m in enumerate(mask) if m], device=m_a.device)
+        ks = self.out_features // nb
+        full = []
+        for value, fill in ((m_a, 1.0), (m_b, 1.0), (gamma, 1.0), (beta, 0.0)):
+            width = value.shape[-1] if value is m_a else ks
+            out = torch.full((nb, width), fill, dtype=value.dtype, device=value.device)
+            full.append(out.index_copy(0, index, value))
+        return tuple(full)
+
+    def _num_blocks(self, adapter_names: Sequence[str]) -> int:
+        return max((len(self.fused_mask[n]) for n in adapter_names if self.fused_mask.get(n)), default=1)
+
+    def _composed(self, adapter_names: Sequence[str], base_bias: Optional[torch.Tensor]) -> Vectors:
+        """Input scale ``a``, output scale ``C`` and shift ``S`` such that ``h = base(x ⊙ a) ⊙ C + S`` per block.
 
         Adapters compose as successive merges: each maps ``(W, b)`` to ``(diag(m_A) W diag(γ m_B), γ b + β)``.
         """
+        nb = self._num_blocks(adapter_names)
         a = c = bias = None
+        b0 = base_bias.view(nb, -1) if base_bias is not None else None
         for name in adapter_names:
-            m_a, m_b, gamma, beta = self.adapter_vectors(name)
+            m_a, m_b, gamma, beta = self._block_vectors(name, nb)
             a = m_a if a is None else a * m_a
             c = gamma * m_b if c is None else c * gamma * m_b
-            prev = base_bias.to(gamma.dtype) if bias is None and base_bias is not None else bias
+            prev = b0.to(gamma.dtype) if bias is None and b0 is not None else bias
             bias = beta if prev is None else torch.addcmul(beta, gamma, prev)
         assert a is not None and c is not None and bias is not None
-        shift = bias if base_bias is None else bias - c * base_bias.to(c.dtype)
+        shift = bias if b0 is None else bias - c * b0.to(c.dtype)
         return a, c, shift
 
     # --------------------------------------------------------------------------------------- forward
@@ -134,8 +183,30 @@ class HUTLayer(BaseTunerLayer):
         if not active:
             return self.base_layer(x, *args, **kwargs)
         a, c, s = self._composed(active, self._base_bias())
-        y = self.base_layer(x * a.to(x.dtype), *args, **kwargs)
-        return torch.addcmul(s.to(y.dtype), y, c.to(y.dtype))
+        if a.shape[0] == 1:
+            y = self.base_layer(x * a[0].to(x.dtype), *args, **kwargs)
+            return torch.addcmul(s[0].to(y.dtype), y, c[0].to(y.dtype))
+        return self._blocked_forward(x, a, c, s)
+
+    def _blocked_forward(self, x: torch.Tensor, a: torch.Tensor, c: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        """Fused layers: each output block gets its own input scale, so one matmul per block (same FLOPs).
+
+        ``a`` is (nb, d) or, for a mixed batch, (B, nb, d) with ``x`` of shape (B, ..., d); ``c``, ``s`` alike.
+        """
+        base = self.get_base_layer()
+        nb = a.shape[-2]
+        ks = self.out_features // nb
+        weight, bias = base.weight, base.bias
+        per_row = a.dim() == 3
+        view = (x.shape[0],) + (1,) * (x.dim() - 2) if per_row else ()
+        outs = []
+        for j in range(nb):
+            cols = slice(j * ks, (j + 1) * ks)
+            w = weight[:, cols].T if self.fan_in_fan_out else weight[cols]  # (ks, d) as F.linear wants
+            aj, cj, sj = (t[:, j].reshape(*view, -1) if per_row else t[j] for t in (a, c, s))
+            y = F.linear(x * aj.to(x.dtype), w, None if bias is None else bias[cols])
+            outs.append(torch.addcmul(sj.to(y.dtype), y, cj.to(y.dtype)))
+        return torch.cat(outs, dim=-1)
 
     def _mixed_batch_forward(
         self, x: torch.Tensor, *args: Any, adapter_names: Sequence[str], **kwargs: Any
@@ -149,36 +220,37 @@ class HUTLayer(BaseTunerLayer):
                 "give one adapter name (or '__base__') per row."
             )
         names = sorted(set(adapter_names))
+        known = [n for n in names if n != BASE_ADAPTER and n in self.hut_A]
+        nb = self._num_blocks(known)
+        ks = self.out_features // nb
         base_bias = self._base_bias()
-        d, k = self.in_features, self.out_features
         ref = next(iter(self.hut_gamma.values()), None)
         dtype = ref.dtype if ref is not None else x.dtype
-        a_rows, c_rows, s_rows = [], [], []
-        for name in names:
-            if name == BASE_ADAPTER or name not in self.hut_A:
-                a_rows.append(torch.ones(d, device=x.device, dtype=dtype))
-                c_rows.append(torch.ones(k, device=x.device, dtype=dtype))
-                s_rows.append(torch.zeros(k, device=x.device, dtype=dtype))
-            else:
-                a, c, s = self._composed([name], base_bias)
-                a_rows.append(a), c_rows.append(c), s_rows.append(s)
+        ones_a = torch.ones(nb, self.in_features, device=x.device, dtype=dtype)
+        ones_c = torch.ones(nb, ks, device=x.device, dtype=dtype)
+        table = {name: self._composed([name], base_bias) for name in known}
+        rows = [table.get(n, (ones_a, ones_c, torch.zeros_like(ones_c))) for n in names]
         index = torch.tensor([names.index(n) for n in adapter_names], device=x.device)
+        a, c, s = (torch.stack([row[i] for row in rows])[index] for i in range(3))  # (B, nb, ·)
+        if nb > 1:
+            return self._blocked_forward(x, a, c, s)
         view = (x.shape[0],) + (1,) * (x.dim() - 2)
-        a = torch.stack(a_rows)[index].view(*view, d)  # (B, 1.., d)
-        y = self.base_layer(x * a.to(x.dtype), *args, **kwargs)
-        c = torch.stack(c_rows)[index].view(*view, k).to(y.dtype)  # (B, 1.., k)
-        s = torch.stack(s_rows)[index].view(*view, k).to(y.dtype)
-        return torch.addcmul(s, y, c)
+        y = self.base_layer(x * a[:, 0].reshape(*view, -1).to(x.dtype), *args, **kwargs)
+        return torch.addcmul(s[:, 0].reshape(*view, -1).to(y.dtype), y, c[:, 0].reshape(*view, -1).to(y.dtype))
 
     def _base_bias(self) -> Optional[torch.Tensor]:
         return getattr(self.get_base_layer(), "bias", None)
 
     # ----------------------------------------------------------------------------------------- merge
     def _scaled_weight(self, weight: torch.Tensor, row: torch.Tensor, col: torch.Tensor) -> torch.Tensor:
-        """``diag(row) W diag(col)`` for W in (in, out) terms, whatever the storage layout."""
-        if self.fan_in_fan_out:  # stored (in, out)
-            return weight * row[:, None] * col[None, :]
-        return weight * col[:, None] * row[None, :]  # stored (out, in)
+        """``diag(row) W diag(col)`` per block, for W in (in, out) terms, whatever the storage layout.
+
+        ``row`` is (nb, d) and ``col`` (nb, ks): block j of the outputs scales its inputs by ``row[j]``.
+        """
+        nb, d = row.shape
+        w_io = weight if self.fan_in_fan_out else weight.T  # (d, k)
+        scaled = (w_io.reshape(d, nb, -1) * row.T.unsqueeze(-1) * col.unsqueeze(0)).reshape(d, -1)
+        return scaled if self.fan_in_fan_out else scaled.T.contiguous()
 
     def _check_mergeable(self) -> nn.Module:
         base = self.get_base_layer()
@@ -207,11 +279,12 @@ class HUTLayer(BaseTunerLayer):
         for name in adapter_names:
             if name not in self.hut_A:
                 continue
+            nb = self._num_blocks([name])
             with torch.no_grad():
-                m_a, m_b, gamma, beta = (v.detach().float() for v in self.adapter_vectors(name))
+                m_a, m_b, gamma, beta = (v.detach().float() for v in self._block_vectors(name, nb))
                 weight = self._scaled_weight(base.weight.data.float(), m_a, gamma * m_b)
                 if base.bias is not None:
-                    bias = torch.addcmul(beta, gamma, base.bias.data.float())
+                    bias = torch.addcmul(beta, gamma, base.bias.data.float().view(nb, -1)).reshape(-1)
                 elif bool((beta != 0).any()):
                     raise ValueError(
                         f"Cannot merge HUT adapter '{name}': its shift β is non-zero but the base "
@@ -244,8 +317,9 @@ class HUTLayer(BaseTunerLayer):
             if name not in self.hut_A:
                 self.merged_adapters.pop()
                 continue
+            nb = self._num_blocks([name])
             with torch.no_grad():
-                m_a, m_b, gamma, beta = (v.detach().float() for v in self.adapter_vectors(name))
+                m_a, m_b, gamma, beta = (v.detach().float() for v in self._block_vectors(name, nb))
                 col = gamma * m_b
                 for label, factor in (("m_A", m_a), ("gamma * m_B", col), ("gamma", gamma)):
                     if label == "gamma" and base.bias is None:
@@ -261,13 +335,15 @@ class HUTLayer(BaseTunerLayer):
                     base.weight.dtype
                 )
                 if base.bias is not None:
-                    base.bias.data = ((base.bias.data.float() - beta) / gamma).to(base.bias.dtype)
+                    restored = (base.bias.data.float().view(nb, -1) - beta) / gamma
+                    base.bias.data = restored.reshape(-1).to(base.bias.dtype)
             self.merged_adapters.pop()
 
     def get_delta_weight(self, adapter_name: str) -> torch.Tensor:
         """``W_new − W0`` in the base layer's storage layout (for inspection; never used in the forward)."""
         base = self.get_base_layer()
-        m_a, m_b, gamma, _ = (v.detach().float() for v in self.adapter_vectors(adapter_name))
+        nb = self._num_blocks([adapter_name])
+        m_a, m_b, gamma, _ = (v.detach().float() for v in self._block_vectors(adapter_name, nb))
         w0 = base.weight.data.float()
         return self._scaled_weight(w0, m_a, gamma * m_b) - w0
 
@@ -292,11 +368,18 @@ class HUTLayer(BaseTunerLayer):
 class Linear(nn.Module, HUTLayer):
     """HUT on a ``torch.nn.Linear`` or transformers' ``Conv1D`` (weight stored (in, out))."""
 
-    def __init__(self, base_layer: nn.Module, adapter_name: str, config: HUTConfig, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        base_layer: nn.Module,
+        adapter_name: str,
+        config: HUTConfig,
+        fused_mask: Optional[Sequence[bool]] = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__()
         HUTLayer.__init__(self, base_layer, **kwargs)
         self._active_adapter = adapter_name
-        self.update_layer(adapter_name, config)
+        self.update_layer(adapter_name, config, fused_mask=fused_mask)
 
     forward = HUTLayer.forward
 

@@ -44,8 +44,9 @@ class HUTModel(BaseTuner):
         current_key: str,
         **kwargs: Any,
     ) -> None:
+        fused_mask = self._fused_mask(config, current_key)
         if isinstance(target, HUTLayer):
-            target.update_layer(adapter_name, config)
+            target.update_layer(adapter_name, config, fused_mask=fused_mask)
             return
         base = target.get_base_layer() if isinstance(target, BaseTunerLayer) else target
         if not isinstance(base, (nn.Linear, Conv1D)):
@@ -53,10 +54,17 @@ class HUTModel(BaseTuner):
                 f"HUT cannot adapt '{current_key}', a {type(base).__name__}: it supports torch.nn.Linear and "
                 "transformers' Conv1D. Remove it from target_modules (or narrow a regex that matched it)."
             )
-        new_module = Linear(target, adapter_name, config)
+        new_module = Linear(target, adapter_name, config, fused_mask=fused_mask)
         if adapter_name not in self.active_adapters:
             new_module.requires_grad_(False)  # a second adapter is not trainable until set_adapter
         self._replace_module(parent, target_name, new_module, target)
+
+    @staticmethod
+    def _fused_mask(config: HUTConfig, key: str) -> list[bool] | None:
+        for suffix, mask in (config.fused_slices or {}).items():
+            if key == suffix or key.endswith("." + suffix):
+                return list(mask)
+        return None
 
     def inject_adapter(self, model: nn.Module, adapter_name: str, *args: Any, **kwargs: Any) -> None:
         try:
