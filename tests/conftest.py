@@ -49,6 +49,46 @@ def tiny_llama(seed: int = 0):
     return LlamaForCausalLM(cfg).eval()
 
 
+WORDS = "the a movie film good great bad awful plot actor was is very not fun dull".split()
+
+
+def write_tiny_bert_dir(folder: Path) -> Path:
+    """A tiny BERT with a word-level vocabulary, saved like a hub checkpoint (model + tokenizer)."""
+    from transformers import BertTokenizerFast
+
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + WORDS
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    BertTokenizerFast(vocab_file=str(folder / "vocab.txt")).save_pretrained(folder)
+    tiny_bert().save_pretrained(folder)
+    return folder
+
+
+def write_rte_fixture(folder: Path, n_train: int = 48, n_dev: int = 16) -> Path:
+    """An RTE folder in the GLUE layout whose label is learnable from the second sentence."""
+    import random
+
+    rng = random.Random(0)
+    task = folder / "RTE"
+    task.mkdir(parents=True, exist_ok=True)
+    for name, n in (("train.tsv", n_train), ("dev.tsv", n_dev)):
+        rows = ["index\tsentence1\tsentence2\tlabel"]
+        for i in range(n):
+            good = rng.random() < 0.5
+            s1 = " ".join(rng.choice(WORDS) for _ in range(6))
+            s2 = "the movie was great" if good else "the film was awful"
+            rows.append(f"{i}\t{s1}\t{s2}\t{'entailment' if good else 'not_entailment'}")
+        (task / name).write_text("\n".join(rows) + "\n")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_glue_setup(tmp_path_factory) -> tuple[Path, Path]:
+    """(tiny model folder, GLUE data folder with RTE), built once per test session."""
+    root = tmp_path_factory.mktemp("tiny-glue")
+    return write_tiny_bert_dir(root / "model"), write_rte_fixture(root / "data")
+
+
 @pytest.fixture
 def data_dir() -> Path:
     path = shared_data_dir()

@@ -8,11 +8,17 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from typing import Sequence
 
 # name -> (module, one-line help)
-COMMANDS: dict[str, tuple[str, str]] = {}
+COMMANDS: dict[str, tuple[str, str]] = {
+    "methods": ("hut_peft.methods.cli", "List the fine-tuning methods: name, what it is, source, merges, presets."),
+    "glue": ("hut_peft.train.glue", "Train and evaluate a method on a GLUE task (the paper's Table 1)."),
+    "sweep": ("hut_peft.sweep", "Run methods × tasks × seeds from a YAML file, skipping finished cells."),
+    "report": ("hut_peft.report", "Collect results.json files into markdown tables and the paper's Figure 3."),
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,7 +44,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         module = importlib.import_module(module_name)
         module.add_arguments(parser)
         args = parser.parse_args(argv[1:])
-        return int(module.run(args) or 0)
+        try:
+            return int(module.run(args) or 0)
+        except (ValueError, FileNotFoundError, TypeError) as err:
+            # Bad input: one clear line, no traceback (HUT_PEFT_DEBUG=1 shows it).
+            if os.environ.get("HUT_PEFT_DEBUG"):
+                raise
+            print(f"hut-peft {argv[0]}: error: {err}", file=sys.stderr)
+            return 2
     build_parser().parse_args(argv)
     return 2
 

@@ -1,0 +1,1 @@
+"""Recipes: typed configs that run the paper's experiments on transformers' Trainer."""

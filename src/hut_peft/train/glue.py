@@ -1,0 +1,283 @@
+"""The GLUE recipe (the paper's Table 1): one method on one task, several seeds, on transformers' Trainer.
+
+Flow: ``GlueRecipe`` (flags or a YAML file) → model + method from the registry → GLUE data (hub or a
+local folder) → ``Trainer`` → metrics per epoch → ``results.json`` (written atomically, by rank 0 only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from .common import (
+    add_dataclass_arguments,
+    ddp_backend,
+    config_from_args,
+    environment_info,
+    mean_std,
+    parse_seeds,
+    write_json_atomic,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class GlueRecipe:
+    """One cell of Table 1: a method on a task, over seeds. ``None`` means "from the preset or method"."""
+
+    task: str = field(metadata={"help": "GLUE task: cola, sst2, mrpc, qnli, rte, stsb, mnli, qqp."})
+    method: str = field(default="hut", metadata={"help": "Method name from `hut-peft methods`."})
+    model: Optional[str] = field(
+        default=None, metadata={"help": "Hub id or folder; default: the embedded all-MiniLM-L6-v2 ('minilm')."}
+    )
+    data_dir: Optional[str] = field(
+        default=None, metadata={"help": "Folder in the GLUE release layout; default: the hub (nyu-mll/glue)."}
+    )
+    output_dir: str = field(default="runs/glue", metadata={"help": "Where results.json and checkpoints go."})
+    preset: Optional[str] = field(
+        default=None, metadata={"help": "Hyper-parameters from the paper: 'paper' (Table 6) or 'paper-0.8m'."}
+    )
+    method_options: dict = field(
+        default_factory=dict, metadata={"help": "Options for the method builder, e.g. '{r: 4}'."}
+    )
+    method_preset: Optional[str] = field(default=None, metadata={"help": "A named preset of the method."})
+    learning_rate: Optional[float] = field(default=None, metadata={"help": "Default: preset, else the method's."})
+    epochs: Optional[float] = field(default=None, metadata={"help": "Training epochs (default 3)."})
+    batch_size: Optional[int] = field(default=None, metadata={"help": "Per-device batch size (default 16)."})
+    max_length: Optional[int] = field(default=None, metadata={"help": "Max tokens per example (default 128)."})
+    warmup_ratio: float = field(default=0.06, metadata={"help": "Linear warm-up share of the steps."})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
+    seeds: str = field(default="0", metadata={"help": "Seeds, e.g. '0' or '0,1,2' or '0-4'."})
+    max_train_samples: Optional[int] = field(default=None, metadata={"help": "Train on a seeded subset."})
+    max_eval_samples: Optional[int] = field(default=None, metadata={"help": "Evaluate on a seeded subset."})
+    max_steps: int = field(default=-1, metadata={"help": "Stop after this many steps (overrides epochs)."})
+    eval_every_epoch: bool = field(default=True, metadata={"help": "Evaluate after each epoch (best epoch too)."})
+    save_checkpoints: bool = field(default=True, metadata={"help": "Save a checkpoint each epoch (for --resume)."})
+    resume: bool = field(default=False, metadata={"help": "Skip finished seeds, continue from checkpoints."})
+    logging_steps: int = field(default=50, metadata={"help": "Log the loss every N steps."})
+    tags: dict = field(default_factory=dict, metadata={"help": "Labels kept in results.json (the sweep sets them)."})
+
+    def __post_init__(self) -> None:
+        from ..data.glue import GLUE_TASKS
+
+        self.task = self.task.lower().replace("-", "")
+        if self.task not in GLUE_TASKS:
+            raise ValueError(f"--task {self.task!r} is not a GLUE task; choose from {', '.join(GLUE_TASKS)}.")
+        parse_seeds(self.seeds)
+        for name in ("learning_rate", "epochs", "batch_size", "max_length", "max_train_samples"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ValueError(f"--{name.replace('_', '-')} must be > 0, got {value}.")
+
+    def resolved(self) -> dict[str, Any]:
+        """The hyper-parameters actually used: explicit flags > preset > method defaults > recipe defaults."""
+        from ..methods import get_method
+        from .presets import glue_preset
+
+        method = get_method(self.method)
+        base: dict[str, Any] = {"learning_rate": method.default_lr, "epochs": 3, "batch_size": 16, "max_length": 128,
+                                "warmup_ratio": self.warmup_ratio, "method_options": {}}
+        if self.preset:
+            base.update(glue_preset(self.preset, self.method, self.task))
+        for name in ("learning_rate", "epochs", "batch_size", "max_length"):
+            if getattr(self, name) is not None:
+                base[name] = getattr(self, name)
+        base["method_options"] = {**base["method_options"], **self.method_options}
+        return base
+
+
+def _tokenize(dataset, tokenizer, task, max_length: int):
+    from ..data.glue import GLUE_TASKS
+
+    spec = GLUE_TASKS[task]
+    keys = [spec.sentence1_key] + ([spec.sentence2_key] if spec.sentence2_key else [])
+
+    def encode(batch: dict[str, list]) -> dict[str, list]:
+        texts = [batch[k] for k in keys]
+        return tokenizer(*texts, truncation=True, max_length=max_length)
+
+    keep = {"label"}
+    return dataset.map(encode, batched=True, remove_columns=[c for c in dataset.column_names if c not in keep],
+                       desc=f"Tokenising {task}")
+
+
+def run_seed(recipe: GlueRecipe, seed: int, settings: dict[str, Any], seed_dir: Path) -> dict[str, Any]:
+    """Train and evaluate one seed; return its metrics record."""
+    import numpy as np
+    import torch
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        DataCollatorWithPadding,
+        Trainer,
+        TrainingArguments,
+        set_seed,
+    )
+
+    from ..data.glue import GLUE_TASKS, load_glue
+    from ..methods import apply_method, count_parameters
+    from ..metrics.glue import compute_glue_metrics, preds_from_logits
+    from ..models import DEFAULT_ENCODER, resolve_model
+
+    spec = GLUE_TASKS[recipe.task]
+    set_seed(seed)
+    source = resolve_model(recipe.model, default=DEFAULT_ENCODER)
+    tokenizer = AutoTokenizer.from_pretrained(source.path, **source.kwargs())
+    train = load_glue(recipe.task, recipe.data_dir, split="train", max_samples=recipe.max_train_samples, seed=seed)
+    dev = load_glue(recipe.task, recipe.data_dir, split="validation", max_samples=recipe.max_eval_samples, seed=0)
+    train = _tokenize(train, tokenizer, recipe.task, settings["max_length"])
+    dev = _tokenize(dev, tokenizer, recipe.task, settings["max_length"])
+
+    model = AutoModelForSequenceClassification.from_pretrained(
+        source.path, num_labels=spec.num_labels,
+        problem_type="regression" if spec.num_labels == 1 else "single_label_classification",
+        **source.kwargs(),
+    )
+    if model.config.pad_token_id is None and tokenizer.pad_token_id is not None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+    model = apply_method(recipe.method, model, task_type="SEQ_CLS", preset=recipe.method_preset,
+                         **settings["method_options"])
+    trainable, total = count_parameters(model)
+
+    def compute_metrics(eval_pred) -> dict[str, float]:
+        logits, labels = eval_pred
+        logits = logits[0] if isinstance(logits, tuple) else logits
+        return compute_glue_metrics(recipe.task, preds_from_logits(recipe.task, np.asarray(logits)), labels)
+
+    strategy = "epoch" if recipe.eval_every_epoch else "no"
+    args = TrainingArguments(
+        output_dir=str(seed_dir),
+        learning_rate=settings["learning_rate"],
+        num_train_epochs=settings["epochs"],
+        max_steps=recipe.max_steps,
+        per_device_train_batch_size=settings["batch_size"],
+        per_device_eval_batch_size=max(32, settings["batch_size"]),
+        warmup_steps=float(settings["warmup_ratio"]),  # transformers 5: a float < 1 is a ratio
+        weight_decay=recipe.weight_decay,
+        lr_scheduler_type="linear",
+        optim="adamw_torch",
+        eval_strategy=strategy,
+        save_strategy="epoch" if recipe.save_checkpoints else "no",
+        save_total_limit=1,
+        logging_steps=recipe.logging_steps,
+        seed=seed,
+        data_seed=seed,
+        report_to=[],
+        use_cpu=not torch.cuda.is_available(),
+        ddp_backend=ddp_backend(),
+        dataloader_num_workers=0,
+        save_only_model=False,
+    )
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=train,
+        eval_dataset=dev,
+        data_collator=DataCollatorWithPadding(tokenizer),
+        compute_metrics=compute_metrics,
+    )
+    resume = recipe.resume and any(seed_dir.glob("checkpoint-*"))
+    start = time.perf_counter()
+    train_out = trainer.train(resume_from_checkpoint=True if resume else None)
+    per_epoch = [
+        {k.removeprefix("eval_"): v for k, v in log.items()
+         if (k.startswith("eval_") and not k.endswith(("runtime", "per_second"))) or k == "epoch"}
+        for log in trainer.state.log_history
+        if any(k.startswith("eval_") for k in log)
+    ]
+    final = trainer.evaluate()
+    elapsed = time.perf_counter() - start
+    final_metrics = {k.removeprefix("eval_"): v for k, v in final.items() if not k.endswith(("runtime", "per_second"))}
+    return {
+        "seed": seed,
+        "final": final_metrics,
+        "per_epoch": per_epoch,
+        "train_loss": train_out.training_loss,
+        "train_steps": trainer.state.global_step,
+        "trainable_parameters": trainable,
+        "total_parameters": total,
+        "wall_time_s": elapsed,
+        "_is_main": trainer.is_world_process_zero(),
+    }
+
+
+def best_epoch(record: dict[str, Any], key: str) -> dict[str, Any]:
+    """The epoch with the best headline metric (the paper's protocol), or the final one if none logged."""
+    candidates = [e for e in record["per_epoch"] if key in e] or [record["final"]]
+    return max(candidates, key=lambda e: e.get(key, float("-inf")))
+
+
+def run_glue(recipe: GlueRecipe) -> dict[str, Any]:
+    """Run every seed (skipping finished ones with ``resume``) and write ``results.json``."""
+    from ..metrics.glue import PRIMARY_METRIC
+
+    settings = recipe.resolved()
+    out = Path(recipe.output_dir)
+    key = PRIMARY_METRIC[recipe.task]
+    records, is_main, started = [], True, time.perf_counter()
+    for seed in parse_seeds(recipe.seeds):
+        seed_dir = out / f"seed-{seed}"
+        done = seed_dir / "metrics.json"
+        if recipe.resume and done.is_file():
+            import json
+
+            records.append(json.loads(done.read_text()))
+            logger.info("seed %d already finished: %s", seed, done)
+            continue
+        record = run_seed(recipe, seed, settings, seed_dir)
+        is_main = record.pop("_is_main")
+        record["best"] = best_epoch(record, key)
+        if is_main:
+            write_json_atomic(done, record)
+        records.append(record)
+    summary = {
+        "final": {m: mean_std([r["final"].get(m) for r in records]) for m in records[0]["final"]
+                  if isinstance(records[0]["final"][m], (int, float)) and m not in ("epoch", "loss")},
+        "best": {m: mean_std([r["best"].get(m) for r in records]) for m in records[0]["best"]
+                 if isinstance(records[0]["best"][m], (int, float)) and m not in ("epoch", "loss")},
+    }
+    results = {
+        "recipe": "glue",
+        "config": asdict(recipe),
+        "settings": settings,
+        "primary_metric": key,
+        "seeds": records,
+        "summary": summary,
+        "trainable_parameters": records[0]["trainable_parameters"],
+        "total_parameters": records[0]["total_parameters"],
+        "wall_time_s": time.perf_counter() - started,
+        "environment": environment_info(),
+    }
+    if is_main:
+        write_json_atomic(out / "results.json", results)
+    return results
+
+
+def format_summary(results: dict[str, Any]) -> str:
+    key = results["primary_metric"]
+    cfg = results["config"]
+    lines = [f"GLUE {cfg['task']} · {cfg['method']} · seeds {cfg['seeds']} · "
+             f"{results['trainable_parameters']:,} trainable parameters"]
+    for which in ("final", "best"):
+        stats = results["summary"][which]
+        parts = [f"{m} {s['mean']:.4f} ± {s['std']:.4f}" for m, s in stats.items()]
+        lines.append(f"  {which:5s}: " + ", ".join(parts))
+    lines.append(f"  headline ({key}, best epoch): {results['summary']['best'][key]['mean']:.4f}")
+    lines.append(f"  results: {Path(cfg['output_dir']) / 'results.json'}  ({results['wall_time_s']:.0f} s)")
+    return "\n".join(lines)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_dataclass_arguments(parser, GlueRecipe)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Entry point of `hut-peft glue`."""
+    results = run_glue(config_from_args(GlueRecipe, args))
+    print(format_summary(results))
+    return 0
