@@ -1,0 +1,222 @@
+"""`hut-peft report`: results.json files → markdown tables in the paper's layout, and its Figure 3.
+
+Our numbers and the paper's stand side by side, each labelled; the paper's are copied from its Tables 1–3
+(RoBERTa-large and GPT-2 medium), ours come from whatever model the runs used (recorded per table).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Iterable, Optional
+
+from .train.common import write_text_atomic
+
+GLUE_COLUMNS = ("sst2", "mrpc", "cola", "qnli", "rte", "stsb")
+GLUE_NAMES = {"sst2": "SST-2", "mrpc": "MRPC", "cola": "CoLA", "qnli": "QNLI", "rte": "RTE", "stsb": "STS-B",
+              "mnli": "MNLI", "qqp": "QQP"}
+E2E_COLUMNS = ("BLEU", "NIST", "METEOR", "ROUGE_L", "CIDEr")
+
+# Table 1 (RoBERTa-large, GLUE dev; mean over 5 seeds): method -> (trainable, {task: score}), score × 100.
+PAPER_TABLE1: dict[str, tuple[str, dict[str, float]]] = {
+    "full": ("355.0M", {"sst2": 96.4, "mrpc": 90.9, "cola": 68.0, "qnli": 94.7, "rte": 86.6, "stsb": 92.4}),
+    "padapter (3.0M)": ("3.0M", {"sst2": 96.1, "mrpc": 90.2, "cola": 68.3, "qnli": 94.8, "rte": 83.8, "stsb": 92.1}),
+    "padapter (0.8M)": ("0.8M", {"sst2": 96.6, "mrpc": 89.7, "cola": 67.8, "qnli": 94.8, "rte": 80.1, "stsb": 91.9}),
+    "hadapter (6.0M)": ("6.0M", {"sst2": 96.2, "mrpc": 88.7, "cola": 66.5, "qnli": 94.7, "rte": 83.4, "stsb": 91.0}),
+    "hadapter (0.8M)": ("0.8M", {"sst2": 96.3, "mrpc": 87.7, "cola": 66.3, "qnli": 94.7, "rte": 91.5, "stsb": 72.9}),
+    "lora": ("0.8M", {"sst2": 96.2, "mrpc": 90.2, "cola": 68.2, "qnli": 94.8, "rte": 85.2, "stsb": 92.3}),
+    "vera": ("0.061M", {"sst2": 96.1, "mrpc": 90.9, "cola": 68.0, "qnli": 94.4, "rte": 85.9, "stsb": 91.7}),
+    "fourierft": ("0.048M", {"sst2": 96.0, "mrpc": 90.9, "cola": 67.1, "qnli": 94.4, "rte": 87.4, "stsb": 91.9}),
+    "hut": ("0.9M", {"sst2": 96.1, "mrpc": 91.0, "cola": 70.5, "qnli": 94.2, "rte": 87.4, "stsb": 92.3}),
+}
+# Table 2 (RoBERTa-large): GFLOPs as the paper counts them; its Figure 3 plots Table 1's average against these.
+PAPER_TABLE2_GFLOPS = {"padapter (3.0M)": 2.40, "padapter (0.8M)": 1.80, "hadapter (6.0M)": 1.61,
+                       "hadapter (0.8M)": 0.41, "lora": 0.86, "hut": 0.20}
+# Table 3 (GPT-2 medium, E2E test set): BLEU, NIST, METEOR, ROUGE-L, CIDEr as printed (BLEU/MET/ROUGE × 100).
+PAPER_TABLE3: dict[str, tuple[str, tuple[float, ...]]] = {
+    "full": ("354.92M", (68.2, 8.62, 46.2, 71.0, 2.47)),
+    "ladapter (0.37M)": ("0.37M", (66.3, 8.41, 45.0, 69.8, 2.40)),
+    "ladapter (11.09M)": ("11.09M", (68.9, 8.71, 46.1, 71.3, 2.47)),
+    "hadapter (11.09M)": ("11.09M", (67.3, 8.50, 46.0, 70.7, 2.44)),
+    "ft_top2": ("25.19M", (68.1, 8.59, 46.0, 70.8, 2.41)),
+    "prefix (PreLayer)": ("0.35M", (69.7, 8.81, 46.1, 71.4, 2.49)),
+    "lora": ("0.35M", (70.4, 8.85, 46.8, 71.8, 2.53)),
+    "vera": ("0.098M", (70.1, 8.81, 46.6, 71.5, 2.50)),
+    "fourierft": ("0.048M", (69.1, 8.82, 47.0, 71.8, 2.51)),
+    "hut": ("0.45M", (70.4, 8.86, 46.7, 72.1, 2.54)),
+}
+
+
+def collect(roots: Iterable[str | Path]) -> list[dict[str, Any]]:
+    """Every results.json under the given folders (sorted by path, so reports are reproducible)."""
+    found = []
+    for root in roots:
+        root = Path(root)
+        if not root.exists():
+            raise FileNotFoundError(f"report: no such folder: {root}")
+        for path in sorted(root.rglob("results.json")):
+            data = json.loads(path.read_text())
+            data["_path"] = str(path)
+            found.append(data)
+    return found
+
+
+def _label(result: dict[str, Any]) -> str:
+    return result["config"].get("tags", {}).get("label") or result["config"]["method"]
+
+
+def _table(result: dict[str, Any]) -> str:
+    return result["config"].get("tags", {}).get("table", "main")
+
+
+def _params(n: Optional[int]) -> str:
+    if n is None:
+        return "–"
+    return f"{n / 1e6:.3f}M" if n < 1e8 else f"{n / 1e6:.1f}M"
+
+
+def _pm(stats: dict[str, float], scale: float = 100.0, digits: int = 1) -> str:
+    if not stats or stats.get("n", 0) == 0 or math.isnan(stats["mean"]):
+        return "–"
+    text = f"{stats['mean'] * scale:.{digits}f}"
+    if stats.get("n", 1) > 1:
+        text += f" ± {stats['std'] * scale:.{digits}f}"
+    return text
+
+
+def glue_rows(results: list[dict[str, Any]], table: str) -> dict[str, dict[str, Any]]:
+    """label -> {task: stats of the headline metric (best epoch), 'params': trainable, 'model': name}."""
+    rows: dict[str, dict[str, Any]] = defaultdict(dict)
+    for res in results:
+        if res.get("recipe") != "glue" or _table(res) != table:
+            continue
+        cfg, key = res["config"], res["primary_metric"]
+        row = rows[_label(res)]
+        row[cfg["task"]] = res["summary"]["best"].get(key)
+        row["params"] = res["trainable_parameters"]
+        row["model"] = cfg.get("model") or "minilm"
+    return dict(rows)
+
+
+def glue_markdown(results: list[dict[str, Any]], table: str = "main", title: str = "Table 1") -> str:
+    rows = glue_rows(results, table)
+    if not rows:
+        return ""
+    tasks = [t for t in GLUE_COLUMNS if any(t in r for r in rows.values())]
+    tasks += sorted({t for r in rows.values() for t in r if t in GLUE_NAMES and t not in tasks})
+    head = "| method | # trainable | " + " | ".join(GLUE_NAMES[t] for t in tasks) + " | Avg. |"
+    lines = [f"### {title}: ours ({', '.join(sorted({r['model'] for r in rows.values()}))}; dev set, "
+             "best epoch, mean ± std over seeds, × 100)", "", head, "|" + "---|" * (len(tasks) + 3)]
+    for label, row in rows.items():
+        cells = [_pm(row.get(t, {})) for t in tasks]
+        means = [row[t]["mean"] for t in tasks if row.get(t) and row[t].get("n")]
+        avg = f"{100 * sum(means) / len(means):.1f}" if len(means) == len(tasks) else "–"
+        lines.append(f"| {label} | {_params(row['params'])} | " + " | ".join(cells) + f" | {avg} |")
+    if table == "main":
+        lines += ["", f"### {title}: the paper (RoBERTa-large; published numbers, mean of 5 seeds)", "",
+                  head, "|" + "---|" * (len(tasks) + 3)]
+        for label, (params, scores) in PAPER_TABLE1.items():
+            cells = [f"{scores[t]:.1f}" if t in scores else "–" for t in tasks]
+            shown = [scores[t] for t in tasks if t in scores]
+            avg = sum(shown) / len(shown)  # over the columns shown, to compare with ours
+            lines.append(f"| {label} | {params} | " + " | ".join(cells) + f" | {avg:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def e2e_markdown(results: list[dict[str, Any]]) -> str:
+    ours = [r for r in results if r.get("recipe") == "e2e"]
+    if not ours:
+        return ""
+    head = "| method | # trainable | BLEU | NIST | METEOR | ROUGE-L | CIDEr |"
+    rule = "|---|---|---|---|---|---|---|"
+    models = sorted({r["config"].get("model") or "smollm2" for r in ours})
+    lines = [f"### Table 3: ours ({', '.join(models)}; E2E dev MRs as listed, mean ± std over seeds)", "", head, rule]
+    for res in ours:
+        s = res["summary"]
+        mrs = res["seeds"][0]["eval_mrs"]
+        cells = [_pm(s.get("BLEU", {})), _pm(s.get("NIST", {}), 1, 2), _pm(s.get("METEOR", {})),
+                 _pm(s.get("ROUGE_L", {})), _pm(s.get("CIDEr", {}), 1, 2)]
+        lines.append(f"| {_label(res)} ({mrs} MRs) | {_params(res['trainable_parameters'])} | " + " | ".join(cells) + " |")
+    lines += ["", "### Table 3: the paper (GPT-2 medium, E2E test set; published numbers)", "", head, rule]
+    for label, (params, vals) in PAPER_TABLE3.items():
+        lines.append(f"| {label} | {params} | " + " | ".join(f"{v:g}" for v in vals) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def ablation_markdown(results: list[dict[str, Any]], table: str, title: str) -> str:
+    return glue_markdown(results, table=table, title=title)
+
+
+def figure(results: list[dict[str, Any]], path: Path, gflops: dict[str, float]) -> Optional[Path]:
+    """Figure 3 as the paper draws it (average GLUE score against GFLOPs), ours beside the paper's."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for label, g in PAPER_TABLE2_GFLOPS.items():
+        scores = PAPER_TABLE1[label][1]
+        left.scatter(g, sum(scores.values()) / len(scores), s=40)
+        left.annotate(label, (g, sum(scores.values()) / len(scores)), fontsize=8, xytext=(4, 3),
+                      textcoords="offset points")
+    left.set(title="Paper (RoBERTa-large, Tables 1–2)", xlabel="GFLOPs (paper's accounting)",
+             ylabel="average GLUE score")
+    rows = glue_rows(results, "main")
+    tasks = [t for t in GLUE_COLUMNS if any(t in r for r in rows.values())]
+    plotted = 0
+    for label, row in rows.items():
+        means = [row[t]["mean"] for t in tasks if row.get(t) and row[t].get("n")]
+        if label not in gflops or len(means) != len(tasks) or not tasks:
+            continue
+        avg = 100 * sum(means) / len(means)
+        right.scatter(gflops[label], avg, s=40)
+        right.annotate(label, (gflops[label], avg), fontsize=8, xytext=(4, 3), textcoords="offset points")
+        plotted += 1
+    model = ", ".join(sorted({r["model"] for r in rows.values()})) or "–"
+    right.set(title=f"Ours ({model}; {', '.join(GLUE_NAMES[t] for t in tasks)})",
+              xlabel="GFLOPs added per forward (paper's accounting, our model's shapes)", ylabel="average score")
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    tmp.replace(path)
+    return path if plotted or True else None
+
+
+def build_report(roots: list[str], output: Path, gflops: Optional[dict[str, float]] = None,
+                 preamble: str = "") -> str:
+    """Write the markdown report (and its figure beside it); return the markdown."""
+    results = collect(roots)
+    if not results:
+        raise FileNotFoundError(f"report: no results.json under {', '.join(roots)}; run `hut-peft sweep` first.")
+    fig_path = output.with_suffix(".png")
+    figure(results, fig_path, gflops or {})
+    parts = [preamble.strip() + "\n" if preamble else "", glue_markdown(results),
+             f"\n![Average score against GFLOPs]({fig_path.name})\n",
+             ablation_markdown(results, "targets", "Table 4 (where to apply HUT)"),
+             ablation_markdown(results, "rank", "Table 5 (rank r)"), e2e_markdown(results)]
+    sources = "\n".join(f"- `{r['_path']}`" for r in results)
+    text = "\n".join(p for p in parts if p) + f"\n### Result files\n\n{sources}\n"
+    write_text_atomic(output, text)
+    return text
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("runs", nargs="+", help="Folders searched for results.json (e.g. runs/glue-minilm).")
+    parser.add_argument("--output", default="docs/RESULTS.md", help="Markdown file; the figure goes beside it.")
+    parser.add_argument("--preamble", help="A markdown file put at the top (setup, budget, deviations).")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Entry point of `hut-peft report`."""
+    preamble = Path(args.preamble).read_text() if args.preamble else ""
+    build_report(args.runs, Path(args.output), gflops=None, preamble=preamble)
+    print(f"wrote {args.output} and {Path(args.output).with_suffix('.png')}")
+    return 0

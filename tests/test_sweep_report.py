@@ -1,0 +1,94 @@
+"""Sweep planning and resumption, and report generation, on tiny fixtures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from hut_peft.report import build_report, collect, e2e_markdown, glue_markdown
+from hut_peft.sweep import plan, run_sweep
+
+
+def _spec(model: Path, data: Path, out: Path) -> dict:
+    return {
+        "recipe": "glue",
+        "output_dir": str(out),
+        "tasks": ["rte"],
+        "seeds": "0",
+        "common": {"model": str(model), "data_dir": str(data), "epochs": 1, "batch_size": 8,
+                   "save_checkpoints": False, "logging_steps": 5},
+        "variants": ["hut", {"label": "hut-r1", "method": "hut", "table": "rank", "method_options": {"r": 1}}],
+    }
+
+
+def test_plan_expands_and_validates(tmp_path):
+    cells = plan(_spec(Path("m"), Path("d"), tmp_path))
+    assert [(c.table, c.task, c.label) for c in cells] == [("main", "rte", "hut"), ("rank", "rte", "hut-r1")]
+    assert cells[1].fields["method_options"] == {"r": 1} and cells[1].fields["resume"] is True
+    with pytest.raises(ValueError, match="'recipe' must be"):
+        plan({"recipe": "nope", "variants": ["hut"]})
+    with pytest.raises(ValueError, match="needs 'tasks'"):
+        plan({"recipe": "glue", "variants": ["hut"]})
+    with pytest.raises(ValueError, match="distinct 'label'"):
+        plan({"recipe": "glue", "tasks": ["rte"], "variants": ["hut", "hut"]})
+
+
+def test_sweep_resumes_and_report_is_written(tiny_glue_setup, tmp_path):
+    model, data = tiny_glue_setup
+    out = tmp_path / "runs"
+    spec = _spec(model, data, out)
+    first = run_sweep(spec)
+    assert [status for _, status in first] == ["ran", "ran"]
+    cell_file = out / "rank" / "rte" / "hut-r1" / "results.json"
+    assert cell_file.is_file()
+    assert [status for _, status in run_sweep(spec)] == ["done", "done"]  # nothing is trained twice
+    cell_file.unlink()
+    assert [status for _, status in run_sweep(spec, dry_run=True)] == ["done", "to run"]
+    assert [status for _, status in run_sweep(spec)] == ["done", "ran"]
+
+    report = tmp_path / "docs" / "RESULTS.md"
+    text = build_report([str(out)], report, preamble="# Results\n\nSet-up here.")
+    assert text.startswith("# Results")
+    assert "### Table 1: ours" in text and "| hut |" in text
+    assert "### Table 1: the paper (RoBERTa-large" in text and "| hut | 0.9M |" in text
+    assert "Table 5 (rank r)" in text and "| hut-r1 |" in text
+    assert report.read_text() == text
+    png = report.with_suffix(".png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _fake_glue(task: str, label: str, scores: list[float], params: int) -> dict:
+    n = len(scores)
+    mean = sum(scores) / n
+    std = (sum((s - mean) ** 2 for s in scores) / (n - 1)) ** 0.5 if n > 1 else 0.0
+    key = {"cola": "matthews_correlation", "stsb": "pearson"}.get(task, "accuracy")
+    return {"recipe": "glue", "primary_metric": key, "trainable_parameters": params,
+            "config": {"task": task, "method": label, "model": None, "tags": {}},
+            "summary": {"best": {key: {"mean": mean, "std": std, "n": n}}}}
+
+
+def test_glue_table_values_and_average():
+    results = [_fake_glue("rte", "hut", [0.60, 0.70], 1000), _fake_glue("cola", "hut", [0.30, 0.30], 1000)]
+    text = glue_markdown(results)
+    # columns in the paper's order (CoLA before RTE); mean ± sample std × 100; Avg over the tasks run
+    assert "| method | # trainable | CoLA | RTE | Avg. |" in text
+    assert "| hut | 0.001M | 30.0 ± 0.0 | 65.0 ± 7.1 | 47.5 |" in text
+    assert "| hut | 0.9M | 70.5 | 87.4 | 79.0 |" in text  # the paper's row, averaged over the same columns
+
+
+def test_e2e_table_from_results(tmp_path):
+    res = {"recipe": "e2e", "trainable_parameters": 1234, "config": {"method": "hut", "model": None, "tags": {}},
+           "seeds": [{"eval_mrs": 10}],
+           "summary": {"BLEU": {"mean": 0.5, "std": 0.0, "n": 1}, "NIST": {"mean": 6.0, "std": 0.0, "n": 1},
+                       "METEOR": {"mean": 0.4, "std": 0.0, "n": 1}, "ROUGE_L": {"mean": 0.6, "std": 0.0, "n": 1},
+                       "CIDEr": {"mean": 1.5, "std": 0.0, "n": 1}}}
+    text = e2e_markdown([res])
+    assert "| hut (10 MRs) | 0.001M | 50.0 | 6.00 | 40.0 | 60.0 | 1.50 |" in text
+    assert "| hut | 0.45M | 70.4 | 8.86 | 46.7 | 72.1 | 2.54 |" in text
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "results.json").write_text(json.dumps(res))
+    assert collect([tmp_path])[0]["_path"].endswith("results.json")
+    with pytest.raises(FileNotFoundError, match="no such folder"):
+        collect([tmp_path / "missing"])
