@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "glue": ("hut_peft.train.glue", "Train and evaluate a method on a GLUE task (the paper's Table 1)."),
     "sweep": ("hut_peft.sweep", "Run methods × tasks × seeds from a YAML file, skipping finished cells."),
     "report": ("hut_peft.report", "Collect results.json files into markdown tables and the paper's Figure 3."),
+    "e2e": ("hut_peft.train.e2e", "Train a causal LM on E2E NLG, decode, and score it (the paper's Table 3)."),
 }
 
 
