@@ -95,3 +95,21 @@ def data_dir() -> Path:
     if not path.is_dir():
         pytest.skip(f"real data not found at {path} (set HUT_PEFT_DATA_DIR)")
     return path
+
+
+def write_tiny_causal_lm_dir(folder: Path, words: list[str]) -> Path:
+    """A tiny GPT-2 with a word-level tokenizer (eos and pad tokens), saved like a hub checkpoint."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab = {t: i for i, t in enumerate(["<pad>", "</s>", "[UNK]"] + sorted(set(words)))}
+    core = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok = PreTrainedTokenizerFast(tokenizer_object=core, eos_token="</s>", pad_token="<pad>", unk_token="[UNK]")
+    tok.save_pretrained(folder)
+    torch.manual_seed(0)
+    cfg = GPT2Config(vocab_size=len(vocab), n_embd=32, n_layer=2, n_head=4, n_positions=128,
+                     eos_token_id=1, bos_token_id=1, pad_token_id=0)
+    GPT2LMHeadModel(cfg).save_pretrained(folder)
+    return folder

@@ -1,0 +1,73 @@
+"""The E2E recipe end to end on a tiny GPT-2 and fixture CSVs; the real-model run is slow-marked."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import write_tiny_causal_lm_dir
+
+needs_java = pytest.mark.skipif(shutil.which("java") is None, reason="METEOR and the PTB tokeniser need Java")
+ROWS = [
+    ("name[The Vaults], eatType[pub]", "The Vaults is a pub ."),
+    ("name[The Vaults], eatType[pub]", "a pub called The Vaults ."),
+    ("name[Blue Spice], food[Chinese]", "Blue Spice serves Chinese food ."),
+    ("name[Aromi], eatType[cafe]", "Aromi is a cafe ."),
+]
+
+
+def _fixture(root: Path) -> tuple[Path, Path]:
+    data = root / "e2e"
+    data.mkdir(parents=True)
+    body = "".join(f'"{mr}",{ref}\n' for mr, ref in ROWS)
+    (data / "trainset.csv").write_text("mr,ref\n" + body * 4)
+    (data / "devset.csv").write_text("mr,ref\n" + body)
+    from hut_peft.data.e2e import linearize_mr
+
+    words = " ".join(linearize_mr(mr) + " || " + ref for mr, ref in ROWS).split()
+    return write_tiny_causal_lm_dir(root / "model", words), data
+
+
+@needs_java
+def test_e2e_cli_end_to_end(tmp_path):
+    model, data = _fixture(tmp_path)
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "hut_peft.cli", "e2e", "--method", "hut", "--model", str(model), "--data-dir",
+           str(data), "--output-dir", str(out), "--epochs", "2", "--batch-size", "4", "--learning-rate", "0.01",
+           "--max-eval-mrs", "2", "--num-beams", "2", "--max-new-tokens", "8", "--decode-batch-size", "2",
+           "--no-save-checkpoints"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["summary"]) == {"BLEU", "NIST", "METEOR", "ROUGE_L", "CIDEr"}
+    seed = results["seeds"][0]
+    assert seed["eval_mrs"] == 2 and seed["train_steps"] == 8 and seed["trainable_parameters"] > 0
+    preds = (out / "seed-0" / "predictions.txt").read_text().splitlines()
+    assert len(preds) == 2
+    assert (out / "seed-0" / "references.txt").read_text().startswith("The Vaults is a pub .\na pub called")
+    assert results["settings"]["num_beams"] == 2 and results["settings"]["label_smoothing"] == 0.1
+    assert "BLEU" in proc.stdout
+
+
+@pytest.mark.slow
+@needs_java
+def test_smollm2_hut_beats_zero_shot_on_a_dev_slice(tmp_path, data_dir):
+    """HUT on the embedded SmolLM2-135M, 400 training pairs, 20 dev MRs: BLEU above the base model's."""
+    common = [sys.executable, "-m", "hut_peft.cli", "e2e", "--data-dir", str(data_dir / "e2e"),
+              "--max-eval-mrs", "20", "--num-beams", "4", "--decode-batch-size", "10", "--no-save-checkpoints"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    zero = subprocess.run(common + ["--no-train", "--output-dir", str(tmp_path / "zero")], env=env,
+                          capture_output=True, text=True)
+    assert zero.returncode == 0, zero.stderr[-3000:]
+    tuned = subprocess.run(common + ["--method", "hut", "--max-train-samples", "400", "--output-dir",
+                                     str(tmp_path / "hut")], env=env, capture_output=True, text=True)
+    assert tuned.returncode == 0, tuned.stderr[-3000:]
+    bleu = {k: json.loads((tmp_path / k / "results.json").read_text())["summary"]["BLEU"]["mean"]
+            for k in ("zero", "hut")}
+    assert bleu["hut"] > bleu["zero"], bleu
