@@ -18,6 +18,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "glue": ("hut_peft.train.glue", "Train and evaluate a method on a GLUE task (the paper's Table 1)."),
     "sweep": ("hut_peft.sweep", "Run methods × tasks × seeds from a YAML file, skipping finished cells."),
     "e2e-score": ("hut_peft.metrics.e2e_cli", "Score E2E predictions against references (official layout), as JSON."),
+    "flops": ("hut_peft.flops", "FLOPs per method: the paper's accounting, ours, and measured (flop_counter)."),
+    "bench": ("hut_peft.bench", "Step time, memory, latency and mixed-batch throughput: HUT vs LoRA vs frozen."),
     "report": ("hut_peft.report", "Collect results.json files into markdown tables and the paper's Figure 3."),
     "e2e": ("hut_peft.train.e2e", "Train a causal LM on E2E NLG, decode, and score it (the paper's Table 3)."),
 }
