@@ -11,8 +11,14 @@ import torch
 from peft import LoraConfig, get_peft_model
 
 from hut_peft import HUTConfig
-from hut_peft.flops import AdaptedMatrix, activation_flops, adapted_matrices, flops_table, measured_flops
-from hut_peft.flops import paper_weight_flops
+from hut_peft.flops import (
+    AdaptedMatrix,
+    activation_flops,
+    adapted_matrices,
+    flops_table,
+    measured_flops,
+    paper_weight_flops,
+)
 
 
 def test_formulas_by_hand():

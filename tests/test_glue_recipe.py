@@ -6,9 +6,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
-
-import pytest
 
 
 def _cli(args: list[str], env_extra: dict | None = None, launcher: list[str] | None = None):

@@ -14,10 +14,9 @@ from torch import nn
 from transformers.pytorch_utils import Conv1D
 
 import hut_peft
+from conftest import tiny_bert, tiny_gpt2, tiny_llama
 from hut_peft import HUTConfig
 from hut_peft.hut import Linear as HUTLinear
-
-from conftest import tiny_bert, tiny_gpt2, tiny_llama
 
 IDS = torch.randint(0, 100, (3, 7), generator=torch.Generator().manual_seed(1))
 
@@ -194,7 +193,8 @@ def test_mixed_batch_equals_per_adapter_runs():
     model = get_peft_model(
         tiny_bert(), HUTConfig(r=2, target_modules=["query", "value"], task_type="SEQ_CLS", init="perturbed", init_std=0.2)
     )
-    model.add_adapter("other", HUTConfig(r=2, target_modules=["query", "value"], task_type="SEQ_CLS", init="perturbed", init_std=0.2))
+    other = HUTConfig(r=2, target_modules=["query", "value"], task_type="SEQ_CLS", init="perturbed", init_std=0.2)
+    model.add_adapter("other", other)
     model.eval()
     names = ["default", "other", "__base__"]
     mixed = model(IDS, adapter_names=names).logits

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import platform
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import torch
 from torch import nn
@@ -151,7 +151,7 @@ def bench_mixed(quick: bool, reps: int, warmup: int, n_adapters: int = 8) -> dic
     from .hut import HUTConfig
 
     base, batch, label = _load("minilm", quick)
-    ids = batch["input_ids"][:n_adapters] if batch["input_ids"].shape[0] >= n_adapters else batch["input_ids"].repeat(n_adapters, 1)[:n_adapters]
+    ids = batch["input_ids"].repeat(n_adapters, 1)[:n_adapters]  # one row per adapter
     results = {}
     for method, make in (("hut", lambda: HUTConfig(r=8, target_modules=["query", "value"], init="perturbed")),
                          ("lora", lambda: LoraConfig(r=8, target_modules=["query", "value"], init_lora_weights=False))):
@@ -160,7 +160,8 @@ def bench_mixed(quick: bool, reps: int, warmup: int, n_adapters: int = 8) -> dic
             model.add_adapter(f"a{i}", make())
         model.eval()
         names = [f"a{i}" for i in range(n_adapters)]
-        fns = {"single": lambda: model(input_ids=ids), "mixed": lambda: model(input_ids=ids, adapter_names=names)}
+        fns = {"single": lambda m=model: m(input_ids=ids),
+               "mixed": lambda m=model, n=names: m(input_ids=ids, adapter_names=n)}
         with torch.no_grad():
             times = _median_interleaved(fns, reps, warmup)
         results[method] = {"latency_s": times, "mixed_over_single": times["mixed"] / times["single"]}
@@ -171,7 +172,8 @@ def hardware() -> dict[str, Any]:
     info = {"cpu": platform.processor() or platform.machine(), "torch": torch.__version__,
             "threads": torch.get_num_threads(), "cuda": None}
     try:
-        info["cpu_model"] = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
+        info["cpu_model"] = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
+                                 if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
     if torch.cuda.is_available():
@@ -189,7 +191,8 @@ def to_markdown(result: dict[str, Any]) -> str:
         for m in TRAIN_METHODS:
             mem = t["memory"][m]
             lines.append(f"| {m} | {t['step_s'][m]:.4f} | {t['ratio_to_floor'][m]:.3f} | {t['ratio_to_lora'][m]:.3f} | "
-                         f"{mem['activations_mib']:.1f} | {mem['trainable_state_mib']:.1f} | {t['memory_ratio_to_lora'][m]:.3f} |")
+                         f"{mem['activations_mib']:.1f} | {mem['trainable_state_mib']:.1f} | "
+                         f"{t['memory_ratio_to_lora'][m]:.3f} |")
         lines.append("")
     inf = result["inference"]
     lines += [f"**Inference latency, {inf['model']}**", "", "| model | latency (s) | × base |", "|---|---|---|"]

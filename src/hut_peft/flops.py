@@ -36,8 +36,16 @@ ARCHS: dict[str, tuple[str, dict[str, Any]]] = {
 
 def build_arch(name: str, device: str = "meta", layers: Optional[int] = None) -> nn.Module:
     """A bare model of a published shape (random or meta weights), optionally cut to ``layers`` blocks."""
-    from transformers import BertConfig, BertModel, GPT2Config, GPT2Model, LlamaConfig, LlamaModel
-    from transformers import RobertaConfig, RobertaModel
+    from transformers import (
+        BertConfig,
+        BertModel,
+        GPT2Config,
+        GPT2Model,
+        LlamaConfig,
+        LlamaModel,
+        RobertaConfig,
+        RobertaModel,
+    )
 
     if name not in ARCHS:
         raise ValueError(f"Unknown --arch {name!r}; known: {', '.join(ARCHS)} (or pass --model PATH).")
@@ -74,7 +82,7 @@ def adapted_matrices(model: nn.Module) -> list[AdaptedMatrix]:
                 k = module.out_features // (len(mask) if mask else 1)
                 found += [AdaptedMatrix(module.in_features, k, module.r[name], "hut")] * blocks
         elif isinstance(module, LoraLayer):
-            for name, r in module.r.items():
+            for r in module.r.values():
                 found.append(AdaptedMatrix(module.in_features, module.out_features, r, "lora"))
     return found
 

@@ -10,8 +10,9 @@ import argparse
 import json
 import math
 from collections import defaultdict
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any, Optional
 
 from .train.common import write_text_atomic
 

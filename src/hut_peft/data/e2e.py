@@ -4,12 +4,12 @@ repository's line format. Training uses every (MR, reference) pair; evaluation g
 from __future__ import annotations
 
 import csv
-import os
 import re
-import tempfile
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+
+from ..train.common import write_text_atomic
 
 CSV_FILES = {"train": "trainset.csv", "validation": "devset.csv", "test": "testset_w_refs.csv"}
 LORA_FILES = {"train": "train.txt", "validation": "valid.txt", "test": "test.txt"}
@@ -119,14 +119,6 @@ def group_by_mr(examples: Iterable[E2EExample]) -> list[tuple[str, list[str]]]:
     return list(groups.items())
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
-
-
 def write_official_layout(
     groups: Sequence[tuple[str, list[str]]], predictions: Sequence[str], refs_path: str | Path,
     preds_path: str | Path,
@@ -135,9 +127,9 @@ def write_official_layout(
     separated by a blank line (atomic writes)."""
     if len(groups) != len(predictions):
         raise ValueError(f"{len(predictions)} predictions for {len(groups)} MRs.")
-    _atomic_write(Path(preds_path), "".join(p.replace("\n", " ").strip() + "\n" for p in predictions))
+    write_text_atomic(Path(preds_path), "".join(p.replace("\n", " ").strip() + "\n" for p in predictions))
     blocks = ["\n".join(r.replace("\n", " ").strip() for r in refs) for _, refs in groups]
-    _atomic_write(Path(refs_path), "\n\n".join(blocks) + "\n")
+    write_text_atomic(Path(refs_path), "\n\n".join(blocks) + "\n")
 
 
 def read_official_refs(path: str | Path) -> list[list[str]]:

@@ -17,7 +17,8 @@ adapted (or left frozen) on its own. Internally every layer works with per-block
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any, Optional
 
 import torch
 import torch.nn.functional as F

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
-from typing import Any, Iterator
+from typing import Any
 
 from peft.tuners.tuners_utils import BaseTuner, BaseTunerLayer
 from peft.utils import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
@@ -75,9 +76,10 @@ class HUTModel(BaseTuner):
             candidates = sorted(
                 {name.rsplit(".", 1)[-1] for name, m in model.named_modules() if isinstance(m, (nn.Linear, Conv1D))}
             )
-            config = self.peft_config[adapter_name]
+            targets = self.peft_config[adapter_name].target_modules
+            shown = sorted(targets) if isinstance(targets, set) else targets
             raise ValueError(
-                f"HUT target_modules={sorted(config.target_modules) if isinstance(config.target_modules, set) else config.target_modules!r} "
+                f"HUT target_modules={shown!r} "
                 f"matched no module of this {type(model).__name__}. Layers HUT can adapt here are named: "
                 f"{', '.join(candidates[:12])}{' ...' if len(candidates) > 12 else ''}. "
                 "Pass some of these names as HUTConfig(target_modules=[...])."

@@ -11,43 +11,82 @@ import platform
 import statistics
 import tempfile
 import typing
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Optional, Sequence, TypeVar
+from typing import Any, Optional, TypeVar
 
 import yaml
 
 C = TypeVar("C")
 
 
-def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
-    """Write JSON to a temp file beside ``path`` and rename it over: readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(obj, handle, indent=2, sort_keys=False, default=str)
-            handle.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
-    """Atomic counterpart of ``Path.write_text``."""
+    """Write to a temp file beside ``path`` and rename it over: readers never see half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as handle:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
+    """Atomic JSON (indented, non-JSON values as strings)."""
+    write_text_atomic(path, json.dumps(obj, indent=2, default=str) + "\n")
+
+
+def run_seeds(
+    seeds: str, output_dir: str | os.PathLike, resume: bool, train_one: Callable[[int, Path], dict[str, Any]]
+) -> tuple[list[dict[str, Any]], bool]:
+    """Run ``train_one(seed, seed_dir)`` per seed; with ``resume`` reuse finished seeds' ``metrics.json``.
+
+    ``train_one`` returns the seed's record with ``_is_main`` (whether this process is rank 0, the only one
+    that writes). Returns the records and whether this process is the main one.
+    """
+    records, is_main = [], True
+    for seed in parse_seeds(seeds):
+        seed_dir = Path(output_dir) / f"seed-{seed}"
+        done = seed_dir / "metrics.json"
+        if resume and done.is_file():
+            records.append(json.loads(done.read_text()))
+            continue
+        record = train_one(seed, seed_dir)
+        is_main = record.pop("_is_main")
+        if is_main:
+            write_json_atomic(done, record)
+            records.append(record)
+    return records, is_main
+
+
+def training_arguments(seed_dir: Path, seed: int, settings: dict[str, Any], recipe: Any, **extra: Any):
+    """transformers' TrainingArguments shared by the recipes: AdamW, linear schedule, CPU/GPU, gloo under torchrun."""
+    import torch
+    from transformers import TrainingArguments
+
+    return TrainingArguments(
+        output_dir=str(seed_dir),
+        learning_rate=settings["learning_rate"],
+        num_train_epochs=settings["epochs"],
+        max_steps=recipe.max_steps,
+        per_device_train_batch_size=settings["batch_size"],
+        lr_scheduler_type="linear",
+        optim="adamw_torch",
+        save_strategy="epoch" if recipe.save_checkpoints else "no",
+        save_total_limit=1,
+        logging_steps=recipe.logging_steps,
+        seed=seed,
+        data_seed=seed,
+        report_to=[],
+        use_cpu=not torch.cuda.is_available(),
+        ddp_backend=ddp_backend(),
+        dataloader_num_workers=0,
+        **extra,
+    )
 
 
 def environment_info() -> dict[str, Any]:

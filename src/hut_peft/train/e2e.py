@@ -9,7 +9,6 @@ files → BLEU, NIST, METEOR, ROUGE-L, CIDEr → ``results.json`` (atomic).
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import time
 from dataclasses import asdict, dataclass, field
@@ -18,11 +17,12 @@ from typing import Any, Optional
 
 from .common import (
     add_dataclass_arguments,
-    ddp_backend,
     config_from_args,
     environment_info,
     mean_std,
     parse_seeds,
+    run_seeds,
+    training_arguments,
     write_json_atomic,
 )
 
@@ -174,9 +174,8 @@ def decode(model, tokenizer, mrs: list[str], settings: dict[str, Any], recipe: E
 
 
 def run_seed(recipe: E2ERecipe, seed: int, settings: dict[str, Any], seed_dir: Path) -> dict[str, Any]:
-    import torch
     from datasets import Dataset
-    from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments, set_seed
+    from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, set_seed
 
     from ..data.e2e import group_by_mr, load_e2e, write_official_layout
     from ..methods import apply_method, count_parameters, get_method
@@ -207,26 +206,11 @@ def run_seed(recipe: E2ERecipe, seed: int, settings: dict[str, Any], seed_dir: P
         model = apply_method(recipe.method, model, task_type="CAUSAL_LM", preset=recipe.method_preset,
                              **settings["method_options"])
         trainable, total = count_parameters(model)
-        args = TrainingArguments(
-            output_dir=str(seed_dir),
-            learning_rate=settings["learning_rate"],
-            num_train_epochs=settings["epochs"],
-            max_steps=recipe.max_steps,
-            per_device_train_batch_size=settings["batch_size"],
+        args = training_arguments(
+            seed_dir, seed, settings, recipe,
             warmup_steps=settings["warmup_steps"],
             weight_decay=settings["weight_decay"],
             label_smoothing_factor=settings["label_smoothing"],
-            lr_scheduler_type="linear",
-            optim="adamw_torch",
-            save_strategy="epoch" if recipe.save_checkpoints else "no",
-            save_total_limit=1,
-            logging_steps=recipe.logging_steps,
-            seed=seed,
-            data_seed=seed,
-            report_to=[],
-            use_cpu=not torch.cuda.is_available(),
-            ddp_backend=ddp_backend(),
-            dataloader_num_workers=0,
             remove_unused_columns=False,
         )
         trainer = Trainer(model=model, args=args, train_dataset=train,
@@ -269,19 +253,9 @@ def run_e2e(recipe: E2ERecipe) -> dict[str, Any]:
     """Run every seed (skipping finished ones with ``resume``) and write ``results.json``."""
     settings = recipe.resolved()
     out = Path(recipe.output_dir)
-    records, is_main, started = [], True, time.perf_counter()
-    for seed in parse_seeds(recipe.seeds):
-        seed_dir = out / f"seed-{seed}"
-        done = seed_dir / "metrics.json"
-        if recipe.resume and done.is_file():
-            records.append(json.loads(done.read_text()))
-            continue
-        record = run_seed(recipe, seed, settings, seed_dir)
-        is_main = record.pop("_is_main")
-        if not is_main:
-            continue
-        write_json_atomic(done, record)
-        records.append(record)
+    started = time.perf_counter()
+    records, is_main = run_seeds(recipe.seeds, out, recipe.resume,
+                                 lambda seed, seed_dir: run_seed(recipe, seed, settings, seed_dir))
     if not is_main:
         return {}
     summary = {m: mean_std([r["metrics"][m] for r in records]) for m in records[0]["metrics"]}

@@ -15,11 +15,12 @@ from typing import Any, Optional
 
 from .common import (
     add_dataclass_arguments,
-    ddp_backend,
     config_from_args,
     environment_info,
     mean_std,
     parse_seeds,
+    run_seeds,
+    training_arguments,
     write_json_atomic,
 )
 
@@ -109,13 +110,11 @@ def _tokenize(dataset, tokenizer, task, max_length: int):
 def run_seed(recipe: GlueRecipe, seed: int, settings: dict[str, Any], seed_dir: Path) -> dict[str, Any]:
     """Train and evaluate one seed; return its metrics record."""
     import numpy as np
-    import torch
     from transformers import (
         AutoModelForSequenceClassification,
         AutoTokenizer,
         DataCollatorWithPadding,
         Trainer,
-        TrainingArguments,
         set_seed,
     )
 
@@ -149,29 +148,12 @@ def run_seed(recipe: GlueRecipe, seed: int, settings: dict[str, Any], seed_dir: 
         logits = logits[0] if isinstance(logits, tuple) else logits
         return compute_glue_metrics(recipe.task, preds_from_logits(recipe.task, np.asarray(logits)), labels)
 
-    strategy = "epoch" if recipe.eval_every_epoch else "no"
-    args = TrainingArguments(
-        output_dir=str(seed_dir),
-        learning_rate=settings["learning_rate"],
-        num_train_epochs=settings["epochs"],
-        max_steps=recipe.max_steps,
-        per_device_train_batch_size=settings["batch_size"],
+    args = training_arguments(
+        seed_dir, seed, settings, recipe,
         per_device_eval_batch_size=max(32, settings["batch_size"]),
         warmup_steps=float(settings["warmup_ratio"]),  # transformers 5: a float < 1 is a ratio
         weight_decay=recipe.weight_decay,
-        lr_scheduler_type="linear",
-        optim="adamw_torch",
-        eval_strategy=strategy,
-        save_strategy="epoch" if recipe.save_checkpoints else "no",
-        save_total_limit=1,
-        logging_steps=recipe.logging_steps,
-        seed=seed,
-        data_seed=seed,
-        report_to=[],
-        use_cpu=not torch.cuda.is_available(),
-        ddp_backend=ddp_backend(),
-        dataloader_num_workers=0,
-        save_only_model=False,
+        eval_strategy="epoch" if recipe.eval_every_epoch else "no",
     )
     trainer = Trainer(
         model=model,
@@ -219,22 +201,16 @@ def run_glue(recipe: GlueRecipe) -> dict[str, Any]:
     settings = recipe.resolved()
     out = Path(recipe.output_dir)
     key = PRIMARY_METRIC[recipe.task]
-    records, is_main, started = [], True, time.perf_counter()
-    for seed in parse_seeds(recipe.seeds):
-        seed_dir = out / f"seed-{seed}"
-        done = seed_dir / "metrics.json"
-        if recipe.resume and done.is_file():
-            import json
+    started = time.perf_counter()
 
-            records.append(json.loads(done.read_text()))
-            logger.info("seed %d already finished: %s", seed, done)
-            continue
+    def train_one(seed: int, seed_dir: Path) -> dict[str, Any]:
         record = run_seed(recipe, seed, settings, seed_dir)
-        is_main = record.pop("_is_main")
         record["best"] = best_epoch(record, key)
-        if is_main:
-            write_json_atomic(done, record)
-        records.append(record)
+        return record
+
+    records, is_main = run_seeds(recipe.seeds, out, recipe.resume, train_one)
+    if not is_main:
+        return {}
     summary = {
         "final": {m: mean_std([r["final"].get(m) for r in records]) for m in records[0]["final"]
                   if isinstance(records[0]["final"][m], (int, float)) and m not in ("epoch", "loss")},
@@ -253,12 +229,13 @@ def run_glue(recipe: GlueRecipe) -> dict[str, Any]:
         "wall_time_s": time.perf_counter() - started,
         "environment": environment_info(),
     }
-    if is_main:
-        write_json_atomic(out / "results.json", results)
+    write_json_atomic(out / "results.json", results)
     return results
 
 
 def format_summary(results: dict[str, Any]) -> str:
+    if not results:  # not the main process
+        return ""
     key = results["primary_metric"]
     cfg = results["config"]
     lines = [f"GLUE {cfg['task']} · {cfg['method']} · seeds {cfg['seeds']} · "
