@@ -1,35 +1,46 @@
-"""E2E metrics on hand-worked cases; BLEU against sacrebleu; the e2e-score command end to end."""
+"""E2E metrics on hand-worked cases (mteval-v13a's BLEU and NIST), BLEU against sacrebleu, the COCO metrics'
+ordering, and the e2e-score command end to end. Only two tests start METEOR's JVM (≈ 20 s each)."""
 
 from __future__ import annotations
 
 import json
 import math
 import shutil
-import subprocess
-import sys
 
 import pytest
 import sacrebleu
 
-from hut_peft.metrics.e2e import bleu_nist, score_e2e
+from hut_peft.cli import main as cli_main
+from hut_peft.metrics.e2e import bleu_nist, coco_metrics_by_segment, mteval_tokenize, nist_length_penalty
 
 needs_java = pytest.mark.skipif(shutil.which("java") is None, reason="METEOR and the PTB tokeniser need Java")
+BETA = math.log(2) / math.log(1.5) ** 2  # NIST's brevity constant: penalty 0.5 at length ratio 2/3
+
+
+def test_tokenisation_is_mteval_13a_with_ascii_lower_casing():
+    assert mteval_tokenize("The Vaults, near Café Rouge, costs £20-25.") == \
+        ["the", "vaults", ",", "near", "café", "rouge", ",", "costs", "£20", "-", "25", "."]
+    assert mteval_tokenize("CAFÉ") == ["cafÉ"]  # Perl's tr/[A-Z]/[a-z]/ leaves non-ASCII capitals alone
 
 
 def test_perfect_match_and_no_overlap():
     assert bleu_nist(["the cat sat on the mat ."], [["The cat sat on the mat."]])[0] == pytest.approx(1.0)
     bleu, nist = bleu_nist(["zzz yyy xxx www"], [["the cat sat on the mat"]])
-    # mteval-v13a smoothing: the k-th zero-match order counts 1 / (2^k · hyp n-grams); BP exp(1 − 6/4)
+    # mteval-v13a smoothing: the k-th order without a match counts 1 / (2^k · hyp n-grams), so no overlap is
+    # not exactly 0: (1/8 · 1/12 · 1/16 · 1/16)^(1/4), times the brevity penalty exp(1 − 6/4)
     smoothed = (math.log(1 / 8) + math.log(1 / 12) + math.log(1 / 16) + math.log(1 / 16)) / 4
     assert bleu == pytest.approx(math.exp(smoothed + 1 - 6 / 4)) and nist == 0.0
+    assert bleu_nist([""], [["the cat"]]) == (0.0, 0.0)  # an empty output scores exactly 0
 
 
 def test_case_insensitive_and_multi_reference_takes_the_best():
-    single = bleu_nist(["The Vaults is a pub"], [["the vaults is a pub"]])[0]
-    assert single == pytest.approx(1.0)
+    assert bleu_nist(["The Vaults is a pub"], [["the vaults is a pub"]])[0] == pytest.approx(1.0)
     worse = bleu_nist(["the vaults is a pub"], [["a pub named the vaults"]])[0]
     better = bleu_nist(["the vaults is a pub"], [["a pub named the vaults", "the vaults is a pub"]])[0]
-    assert better == pytest.approx(1.0) and worse < better
+    assert better == pytest.approx(1.0) and worse < 0.5
+    # NIST counts matched information: "Café x" matches both words (info 1 each), "CAFÉ x" only "x"
+    assert bleu_nist(["Café X"], [["café x"]])[1] == pytest.approx(1.0)
+    assert bleu_nist(["CAFÉ X"], [["café x"]])[1] == pytest.approx(0.5)
 
 
 def test_bleu_equals_sacrebleu_13a_with_equal_reference_counts():
@@ -40,37 +51,87 @@ def test_bleu_equals_sacrebleu_13a_with_equal_reference_counts():
     assert bleu_nist(hyps, refs)[0] == pytest.approx(expected / 100, abs=1e-12)
 
 
+def test_bleu_closest_length_skips_the_padding_of_missing_references():
+    # The second MR has 2 references, so the first gets an empty one. mteval skips empty references when it
+    # picks the closest length: 6 for "a b c" (not 0, which ties at distance 3 and is shorter), 4 for "x y z w".
+    # Every n-gram precision is 1, so BLEU is the brevity penalty exp(1 − 10/7).
+    bleu, _ = bleu_nist(["a b c", "x y z w"], [["a b c d e f"], ["x y z w", "q"]])
+    assert bleu == pytest.approx(math.exp(1 - 10 / 7))
+
+
 def test_nist_hand_worked():
-    # refs "a b": info(a) = info(b) = log2(2/1) = 1, info(a b) = log2(1/1) = 0 -> NIST = 2/2 + 0 = 1
+    # refs "a b": info(a) = info(b) = log2(2/1) = 1, info(a b) = log2(1/1) = 0 -> NIST = 2/2 + 0/1 = 1
     assert bleu_nist(["a b"], [["a b"]])[1] == pytest.approx(1.0)
     # refs "a a b": info(a) = log2(3/2), info(b) = log2(3), info(a b) = log2(2/1) = 1
     # hyp "a b": (log2(1.5) + log2(3)) / 2 + 1 / 1, length ratio 2/3 -> penalty exactly 0.5
     expected = (math.log2(1.5) + math.log2(3)) / 2 + 1
     assert bleu_nist(["a b"], [["a a b"]])[1] == pytest.approx(0.5 * expected)
+    assert nist_length_penalty(2 / 3) == pytest.approx(0.5) and nist_length_penalty(1.2) == 1.0
 
 
-def test_padding_of_missing_references_follows_the_official_script():
-    # 2 reference sets: the second MR's missing reference is an empty one, which lowers the average
-    # reference length NIST divides by (total words / number of reference sets)
-    _, nist_padded = bleu_nist(["a b c", "d e"], [["a b c", "a b c"], ["d e"]])
-    _, nist_full = bleu_nist(["a b c", "d e"], [["a b c", "a b c"], ["d e", "d e"]])
-    assert nist_padded != nist_full
+def test_nist_average_reference_length_counts_the_padding():
+    # Reference words 3 + 3 + 4 (+ 0 for the padded empty reference) = 10 over 2 reference sets: average 5.
+    # info(a) = info(b) = log2(10/2), info(d) = log2(10/1), info(a b) = log2(2/2) = 0.
+    # Matched unigram info (2 log2 5 + log2 10) over 3 hypothesis words; length ratio 3/5.
+    expected = (2 * math.log2(5) + math.log2(10)) / 3 * math.exp(-BETA * math.log(3 / 5) ** 2)
+    assert bleu_nist(["a b", "d"], [["a b c", "a b c"], ["d e f g"]])[1] == pytest.approx(expected)
+
+
+def test_nist_keeps_mtevals_zero_prefix_quirk():
+    # mteval tests an n-gram's prefix with Perl truthiness: the prefix "0" is false, so info("0 a") is
+    # log2(total words / count) = log2(2/1) = 1 instead of log2(1/1) = 0. NIST = (1 + 1)/2 + 1/1 = 2.
+    assert bleu_nist(["0 a"], [["0 a"]])[1] == pytest.approx(2.0)
+
+
+def test_errors():
+    with pytest.raises(ValueError, match="2 predictions but 1 reference blocks"):
+        bleu_nist(["a", "b"], [["a"]])
+    with pytest.raises(ValueError, match="at least one reference"):
+        bleu_nist(["a"], [[]])
+
+
+REFS = [["The Vaults is a pub near the river.", "A pub called The Vaults is by the river."],
+        ["Blue Spice is a cheap Chinese restaurant.", "Blue Spice serves cheap Chinese food.", "Cheap food: Blue Spice."],
+        ["Aromi is a family friendly coffee shop."]]
+PREDS = ["The Vaults is a pub near the river.", "Blue Spice is a restaurant.", "Nothing in common here at all."]
+
+
+@pytest.fixture(scope="module")
+def coco_scores():
+    """One METEOR/PTB run on three MRs: a perfect output, a partial one, an unrelated one."""
+    return coco_metrics_by_segment(PREDS, REFS)
 
 
 @needs_java
-def test_all_five_metrics_and_the_cli(tmp_path):
-    refs = [["The Vaults is a pub near the river.", "A pub called The Vaults."], ["Blue Spice is cheap."]]
-    good = score_e2e(["The Vaults is a pub near the river.", "Blue Spice is cheap."], refs)
-    bad = score_e2e(["Something else entirely.", "Nothing at all."], refs)
-    assert set(good) == {"BLEU", "NIST", "METEOR", "ROUGE_L", "CIDEr"}
-    assert all(good[k] > bad[k] for k in good)
-    assert good["ROUGE_L"] == pytest.approx(1.0) and good["BLEU"] > 0.9
-    (tmp_path / "refs.txt").write_text("The Vaults is a pub near the river.\nA pub called The Vaults.\n\nBlue Spice is cheap.\n")
-    (tmp_path / "preds.txt").write_text("The Vaults is a pub near the river.\nBlue Spice is cheap.\n")
-    out = subprocess.run([sys.executable, "-m", "hut_peft.cli", "e2e-score", str(tmp_path / "refs.txt"),
-                          str(tmp_path / "preds.txt")], capture_output=True, text=True, check=True)
-    assert json.loads(out.stdout) == pytest.approx(good)
-    (tmp_path / "preds.txt").write_text("only one line\n")
-    bad_run = subprocess.run([sys.executable, "-m", "hut_peft.cli", "e2e-score", str(tmp_path / "refs.txt"),
-                              str(tmp_path / "preds.txt")], capture_output=True, text=True)
-    assert bad_run.returncode == 2 and "1 predictions but" in bad_run.stderr and "2 reference blocks" in bad_run.stderr
+def test_coco_metrics_rank_perfect_over_partial_over_none(coco_scores):
+    corpus, segments = coco_scores
+    assert set(corpus) == set(segments) == {"METEOR", "ROUGE_L", "CIDEr"}
+    for name, (perfect, partial, none) in segments.items():
+        assert perfect > partial > none >= 0.0, name
+    assert segments["ROUGE_L"][0] == pytest.approx(1.0) and segments["ROUGE_L"][2] == 0.0
+    assert corpus["ROUGE_L"] == pytest.approx(sum(segments["ROUGE_L"]) / 3)
+
+
+@needs_java
+def test_e2e_score_cli_end_to_end(tmp_path, capsys, coco_scores):
+    refs_file, preds_file = tmp_path / "refs.txt", tmp_path / "preds.txt"
+    refs_file.write_text("\n\n".join("\n".join(block) for block in REFS) + "\n", encoding="utf-8")
+    preds_file.write_text("\n".join(PREDS) + "\n", encoding="utf-8")
+    assert cli_main(["e2e-score", str(refs_file), str(preds_file)]) == 0
+    scores = json.loads(capsys.readouterr().out)
+    bleu, nist = bleu_nist(PREDS, REFS)
+    assert scores == pytest.approx({"BLEU": bleu, "NIST": nist, **coco_scores[0]})
+    assert list(scores) == ["BLEU", "NIST", "METEOR", "ROUGE_L", "CIDEr"]
+
+
+def test_e2e_score_cli_errors(tmp_path, capsys, monkeypatch):
+    refs_file, preds_file = tmp_path / "refs.txt", tmp_path / "preds.txt"
+    refs_file.write_text("a b\nc d\n\ne f\n", encoding="utf-8")
+    preds_file.write_text("only one line\n", encoding="utf-8")
+    assert cli_main(["e2e-score", str(refs_file), str(preds_file)]) == 2
+    err = capsys.readouterr().err
+    assert "has 1 predictions" in err and "has 2 reference blocks" in err
+    preds_file.write_text("x\ny\n", encoding="utf-8")
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    assert cli_main(["e2e-score", str(refs_file), str(preds_file)]) == 2
+    assert "default-jre-headless" in capsys.readouterr().err

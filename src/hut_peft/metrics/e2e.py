@@ -1,19 +1,23 @@
 """The E2E NLG Challenge's official metrics: BLEU, NIST, METEOR, ROUGE-L, CIDEr.
 
 The official script (tuetschek/e2e-metrics, ``measure_scores.py``) computes BLEU and NIST with NIST's
-``mteval-v13a`` Perl script, and METEOR, ROUGE-L and CIDEr with the MS-COCO caption evaluation code after
-PTB tokenisation. We reproduce each on the same definitions:
+``mteval-v13a-sig.pl`` (Perl), and METEOR, ROUGE-L and CIDEr with the MS-COCO caption evaluation code after
+PTB tokenisation. We compute each on the same definitions; docs/metrics.md has the details:
 
-- BLEU and NIST are ported here from ``mteval-v13a`` (no maintained package computes its NIST; nltk's NIST
-  differs in its information weights and brevity). Text is lower-cased and tokenised with the 13a rules
-  (sacrebleu's ``Tokenizer13a``, the same regular expressions). Like the official script, MRs with fewer
-  references than the largest count are padded with empty references, which mteval sees as references of
-  length 0: this matters for BLEU's closest reference length and NIST's average reference length.
+- BLEU and NIST are ported here from ``mteval-v13a-sig.pl``: no maintained package computes its NIST (nltk's
+  differs), and no package handles its variable reference count the way the E2E script does. The E2E script
+  pads MRs that have fewer references than the largest count with empty references; mteval then skips an
+  empty reference when it picks BLEU's closest reference length, but counts it (as 0 words) in NIST's
+  average reference length. Text is lower-cased (ASCII only, as Perl's ``tr/[A-Z]/[a-z]/``) and tokenised
+  with the 13a rules (sacrebleu's ``Tokenizer13a``: the same regular expressions). Checked against the Perl
+  functions on the real dev set to 1e-12; BLEU equals sacrebleu's where every MR has the same number of
+  references.
 - METEOR 1.5 (``-l en -norm``), ROUGE-L (β = 1.2, max over references) and CIDEr-D come from
-  ``pycocoevalcap``, the package of the same COCO code, after its PTB tokeniser. Both need Java.
+  ``pycocoevalcap``, the packaged COCO code the official script vendors, after its PTB tokeniser. Both
+  tokeniser and METEOR run on Java.
 
 Scales are the official script's: BLEU, METEOR, ROUGE-L in [0, 1], NIST and CIDEr unbounded. The paper's
-Table 3 prints BLEU, METEOR and ROUGE-L × 100.
+Table 3 prints BLEU, METEOR and ROUGE-L × 100 (BLEU 70.4 = 0.704) and NIST, CIDEr as they are.
 """
 
 from __future__ import annotations
@@ -21,15 +25,18 @@ from __future__ import annotations
 import math
 import shutil
 from collections import Counter
-from typing import Sequence
+from collections.abc import Sequence
 
 MAX_BLEU_N, MAX_NIST_N = 4, 5
+METRIC_NAMES = ("BLEU", "NIST", "METEOR", "ROUGE_L", "CIDEr")
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
 
-def _tokenize(text: str) -> list[str]:
+def mteval_tokenize(text: str) -> list[str]:
+    """mteval-v13a's default normalisation: ASCII lower-casing, then the 13a punctuation rules."""
     from sacrebleu.tokenizers.tokenizer_13a import Tokenizer13a
 
-    return Tokenizer13a()(text.lower().strip()).split()
+    return Tokenizer13a()(" ".join(text.split()).translate(_ASCII_LOWER)).split()
 
 
 def _ngrams(words: Sequence[str], n_max: int) -> Counter:
@@ -37,32 +44,60 @@ def _ngrams(words: Sequence[str], n_max: int) -> Counter:
 
 
 def _pad(references: Sequence[Sequence[str]]) -> list[list[str]]:
+    """The E2E script's ``create_mteval_file``: every MR gets as many references as the largest count,
+    the missing ones empty."""
     width = max(len(r) for r in references)
     return [list(r) + [""] * (width - len(r)) for r in references]
 
 
 def _closest(current: int, candidate: int, hyp: int) -> int:
-    """mteval-v13a's ``brevity_penalty_closest``: closer wins, ties go to the shorter."""
+    """mteval-v13a-sig's ``brevity_penalty_closest``: an empty reference is skipped, the closer length wins,
+    ties go to the shorter."""
+    if candidate == 0:
+        return current
     if abs(hyp - candidate) < abs(hyp - current) or (abs(hyp - candidate) == abs(hyp - current) and candidate < current):
         return candidate
     return current
 
 
-def bleu_nist(predictions: Sequence[str], references: Sequence[Sequence[str]]) -> tuple[float, float]:
-    """Corpus BLEU (4-gram, mteval-v13a smoothing, closest reference length) and NIST (5-gram)."""
-    if len(predictions) != len(references):
-        raise ValueError(f"{len(predictions)} predictions but {len(references)} reference blocks.")
-    refs = [[_tokenize(r) for r in block] for block in _pad(references)]
-    hyps = [_tokenize(p) for p in predictions]
-    n_refsets = len(refs[0]) if refs else 0
-    # information weights from every reference n-gram: info(w1..wn) = log2(count(w1..wn-1) / count(w1..wn))
+def _info_weights(refs: Sequence[Sequence[Sequence[str]]]) -> dict[tuple[str, ...], float]:
+    """NIST information weights over every reference: info(w1..wn) = log2(count(w1..wn-1) / count(w1..wn)),
+    with the total word count in place of count() for unigrams."""
     counts: Counter = Counter()
     total_words = 0
     for block in refs:
         for words in block:
             total_words += len(words)
             counts.update(_ngrams(words, MAX_NIST_N))
-    info = {g: math.log2((counts[g[:-1]] if len(g) > 1 else total_words) / c) for g, c in counts.items()}
+    # mteval tests the prefix with Perl truthiness, so a prefix that is the single token "0" counts as no
+    # prefix and the n-gram is weighed against the total word count; kept for identical scores.
+    return {
+        g: math.log2((counts[g[:-1]] if len(g) > 1 and g[:-1] != ("0",) else total_words) / c)
+        for g, c in counts.items()
+    }
+
+
+def bleu_nist(predictions: Sequence[str], references: Sequence[Sequence[str]]) -> tuple[float, float]:
+    """Corpus BLEU (4-gram, mteval-v13a smoothing, closest reference length) and NIST (5-gram), as the E2E
+    script gets them from mteval-v13a-sig.pl.
+
+    Args:
+        predictions: one output per MR.
+        references: the references of each MR (any number ≥ 1 each).
+
+    Raises:
+        ValueError: the counts differ, or an MR has no reference.
+    """
+    if len(predictions) != len(references):
+        raise ValueError(f"{len(predictions)} predictions but {len(references)} reference blocks.")
+    if not predictions:
+        return 0.0, 0.0
+    if any(len(block) == 0 for block in references):
+        raise ValueError("Every MR needs at least one reference.")
+    refs = [[mteval_tokenize(r) for r in block] for block in _pad(references)]
+    hyps = [mteval_tokenize(p) for p in predictions]
+    n_refsets = len(refs[0])
+    info = _info_weights(refs)
 
     match = [0] * (MAX_NIST_N + 1)
     tst = [0] * (MAX_NIST_N + 1)
@@ -70,24 +105,24 @@ def bleu_nist(predictions: Sequence[str], references: Sequence[Sequence[str]]) -
     ref_words = 0
     ref_length = 0
     for hyp, block in zip(hyps, refs):
-        hyp_ngrams = _ngrams(hyp, MAX_NIST_N)
         for n in range(1, MAX_NIST_N + 1):
             tst[n] += max(len(hyp) - n + 1, 0)
-        best: Counter = Counter()
-        closest = None
+        best: Counter = Counter()  # clip counts: the most times each n-gram occurs in one reference
+        closest = len(block[0])
         for words in block:
             ref_words += len(words)
             for g, c in _ngrams(words, MAX_NIST_N).items():
                 best[g] = max(best[g], c)
-            closest = len(words) if closest is None else _closest(closest, len(words), len(hyp))
-        ref_length += closest or 0
-        for g, c in hyp_ngrams.items():
+            closest = _closest(closest, len(words), len(hyp))
+        ref_length += closest
+        for g, c in _ngrams(hyp, MAX_NIST_N).items():
             if g in best:
                 m = min(c, best[g])
                 match[len(g)] += m
                 tst_info[len(g)] += info[g] * m
 
-    # BLEU, mteval-v13a's default (smoothed) bleu_score on corpus totals
+    # BLEU: mteval-v13a's default (smoothed) bleu_score on corpus totals; the k-th order without a match
+    # counts 1 / (2^k · hypothesis n-grams) instead of 0
     bleu = 0.0
     if tst[1] > 0:
         log_bp = min(0.0, 1 - ref_length / tst[1])
@@ -103,15 +138,14 @@ def bleu_nist(predictions: Sequence[str], references: Sequence[Sequence[str]]) -
             score += iscore
         bleu = math.exp(score / MAX_BLEU_N + log_bp)
 
-    # NIST: information-weighted precision summed over n, times the length penalty on the average ref length
+    # NIST: information-weighted precisions summed over n, times the length penalty on the average ref length
     nist = sum(tst_info[n] / max(tst[n], 1) for n in range(1, MAX_NIST_N + 1))
-    ratio = tst[1] / (ref_words / n_refsets) if ref_words else 0.0
-    nist *= _nist_length_penalty(ratio)
+    nist *= nist_length_penalty(tst[1] / (ref_words / n_refsets) if ref_words else 0.0)
     return bleu, nist
 
 
-def _nist_length_penalty(ratio: float) -> float:
-    """exp(−β log²(ratio)) below ratio 1, β chosen so the penalty is 0.5 at ratio 2/3 (mteval)."""
+def nist_length_penalty(ratio: float) -> float:
+    """exp(−β log²(ratio)) below ratio 1, with β chosen so that the penalty is 0.5 at ratio 2/3 (mteval)."""
     if ratio >= 1:
         return 1.0
     if ratio <= 0:
@@ -121,36 +155,68 @@ def _nist_length_penalty(ratio: float) -> float:
 
 
 def require_java() -> str:
+    """Path of ``java``, or a RuntimeError that says what to install."""
     java = shutil.which("java")
     if java is None:
         raise RuntimeError(
             "METEOR and the PTB tokeniser of the official E2E metrics run on Java, and no `java` is on PATH. "
-            "Install a Java runtime (Debian: `apt-get install default-jre-headless`), then score again."
+            "Install a Java runtime (Debian/Ubuntu: `apt-get install default-jre-headless`; elsewhere any "
+            "OpenJDK ≥ 8), then score again."
         )
     return java
 
 
-def coco_metrics(predictions: Sequence[str], references: Sequence[Sequence[str]]) -> dict[str, float]:
-    """METEOR, ROUGE-L and CIDEr(-D) as the COCO caption code computes them, after PTB tokenisation."""
+def _one_line(text: str) -> str:
+    # The PTB tokeniser reads one caption per line and the results are matched back by position, so no
+    # caption may contain a line break of any kind (str.split also splits on \r, \x85, \u2028, ...).
+    return " ".join(text.split())
+
+
+def coco_metrics_by_segment(
+    predictions: Sequence[str], references: Sequence[Sequence[str]],
+) -> tuple[dict[str, float], dict[str, list[float]]]:
+    """METEOR, ROUGE-L and CIDEr(-D) as the COCO caption code computes them, after PTB tokenisation:
+    corpus scores and one score per MR (as the official script's ``--sent-level`` output)."""
+    if len(predictions) != len(references):
+        raise ValueError(f"{len(predictions)} predictions but {len(references)} reference blocks.")
     require_java()
     from pycocoevalcap.cider.cider import Cider
     from pycocoevalcap.meteor.meteor import Meteor
     from pycocoevalcap.rouge.rouge import Rouge
     from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
 
-    gts = {str(i): [{"caption": r} for r in refs] for i, refs in enumerate(references)}
-    res = {str(i): [{"caption": p}] for i, p in enumerate(predictions)}
+    keys = [f"inst-{i}" for i in range(len(predictions))]
+    gts = {k: [{"caption": _one_line(r)} for r in refs] for k, refs in zip(keys, references)}
+    res = {k: [{"caption": _one_line(p)}] for k, p in zip(keys, predictions)}
     tok = PTBTokenizer()
-    gts, res = tok.tokenize(gts), tok.tokenize(res)
-    return {
-        "METEOR": float(Meteor().compute_score(gts, res)[0]),
-        "ROUGE_L": float(Rouge().compute_score(gts, res)[0]),
-        "CIDEr": float(Cider().compute_score(gts, res)[0]),
-    }
+    gts_tok, res_tok = tok.tokenize(gts), tok.tokenize(res)
+    if any(len(gts_tok.get(k, ())) != len(gts[k]) or len(res_tok.get(k, ())) != 1 for k in keys):
+        raise RuntimeError("The PTB tokeniser returned a different number of lines than it was given.")
+    corpus: dict[str, float] = {}
+    segments: dict[str, list[float]] = {}
+    meteor = Meteor()  # one JVM; its __del__ closes it when this function returns
+    for name, scorer in (("METEOR", meteor), ("ROUGE_L", Rouge()), ("CIDEr", Cider())):
+        score, per_segment = scorer.compute_score(gts_tok, res_tok)
+        corpus[name] = float(score)
+        segments[name] = [float(s) for s in per_segment]
+    return corpus, segments
+
+
+def coco_metrics(predictions: Sequence[str], references: Sequence[Sequence[str]]) -> dict[str, float]:
+    """Corpus METEOR, ROUGE-L and CIDEr(-D) (see :func:`coco_metrics_by_segment`)."""
+    return coco_metrics_by_segment(predictions, references)[0]
 
 
 def score_e2e(predictions: Sequence[str], references: Sequence[Sequence[str]]) -> dict[str, float]:
-    """The five official metrics for one output per MR against all of that MR's references."""
+    """The five official metrics for one output per MR against all of that MR's references.
+
+    Returns:
+        ``{"BLEU", "NIST", "METEOR", "ROUGE_L", "CIDEr"}`` on the official script's scales.
+
+    Raises:
+        ValueError: counts differ, nothing to score, or an MR without references.
+        RuntimeError: no Java runtime (METEOR and the PTB tokeniser need one).
+    """
     if len(predictions) != len(references):
         raise ValueError(f"{len(predictions)} predictions but {len(references)} reference blocks: give one "
                          "prediction per MR.")
