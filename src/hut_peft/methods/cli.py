@@ -15,7 +15,7 @@ def run(args: argparse.Namespace) -> int:
 
     rows = [(m.name, m.description, m.source, "yes" if m.merges else "no", f"{m.default_lr:g}",
              ", ".join(m.presets) or "–") for m in METHODS.values()]
-    head = ("name", "what it is", "source", "merges", "default lr", "presets")
+    head = ("name", "description", "source", "merges", "default lr", "presets")
     if args.markdown:
         print("| " + " | ".join(head) + " |\n|" + "---|" * len(head))
         for row in rows:

@@ -1,21 +1,40 @@
-"""The one registry of fine-tuning methods: name → builder. The CLI, recipes, FLOPs and benchmarks use only
-this. peft methods come from peft (not re-implemented); the bottleneck and Hadamard adapters are written
-here (modules.py says why)."""
+"""The one registry of fine-tuning methods: name → :class:`Method`. The CLI, recipes, FLOPs and benchmarks use
+only this. peft's methods come from peft (``peft_methods.py``); HUT is this package's peft tuner; the bottleneck
+and Hadamard adapters are written here because no package provides them for transformers 5 (``adapters.py``,
+``hadamard.py`` say why); full, FT^Top2 and BitFit are ``requires_grad`` filters.
+"""
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 from torch import nn
 
-from .arch import FUSED_QKV, head_parameters, model_type, target_regex, transformer_blocks
-from .modules import BottleneckAdapter, HadamardAdapter, replace_module
+from .adapters import BottleneckAdapter, bottleneck_builder
+from .arch import describe, freeze_except_head, transformer_blocks
+from .hadamard import HadamardAdapter, build_hadamard_adapter, merge_hadamard
+from .peft_methods import build_fourierft, build_hira, build_hut, build_ia3, build_lora, build_prefix, build_vera
+
+# Attribute set on every model apply_method returns: what was applied, so it can be saved and re-applied.
+RECORD_ATTR = "hut_peft_method"
 
 
 @dataclass(frozen=True)
 class Method:
-    """A fine-tuning method: how to build it, where it comes from, whether it merges away at inference."""
+    """A fine-tuning method: how to build it, where it comes from, whether it merges away at inference.
+
+    Attributes:
+        name: Registry key (``--method``).
+        description: One line: what trains.
+        source: ``"peft"``, ``"paper"`` (HUT: this package's peft tuner) or ``"hut-peft (hand-written, why)"``.
+        builder: ``builder(model, task_type=..., **options) -> nn.Module``; use :func:`apply_method`.
+        merges: True when the trained model folds back into the base architecture (no inference latency).
+        default_lr: Learning rate for MiniLM-size models when a recipe gives none (docs/methods.md: sources).
+        presets: Named option sets, e.g. the paper's settings (``"paper-glue"``, ``"paper-e2e"``).
+    """
 
     name: str
     description: str
@@ -27,248 +46,202 @@ class Method:
 
 
 def count_parameters(model: nn.Module) -> tuple[int, int]:
-    """(trainable, total) parameters, each shared tensor counted once."""
-    seen: dict[int, Any] = {}
+    """(trainable, total) parameters of ``model``, each shared tensor (tied embeddings) counted once.
+
+    Nothing that trains is excluded: a peft ``modules_to_save`` copy of a head counts as trainable, and its
+    frozen original counts in the total. Buffers (VeRA's shared random projections) are not parameters.
+    """
+    seen: dict[int, nn.Parameter] = {}
     for p in model.parameters():
         seen.setdefault(id(p), p)
     trainable = sum(p.numel() for p in seen.values() if p.requires_grad)
     return trainable, sum(p.numel() for p in seen.values())
 
 
-def _freeze(model: nn.Module) -> None:
-    for p in model.parameters():
-        p.requires_grad_(False)
+# ------------------------------------------------------------------------------------ requires_grad filters
+def _no_options(method: str, options: dict[str, Any]) -> None:
+    if options:
+        raise ValueError(f"Method {method!r} takes no options, got {', '.join(sorted(options))}.")
 
 
-def _train_head(model: nn.Module) -> None:
-    for p in head_parameters(model):
-        p.requires_grad_(True)
-
-
-def _roles(model: nn.Module, options: dict[str, Any], default: list[str]) -> Any:
-    """``target_modules`` from the user, else a regex for the default roles of this architecture."""
-    if options.get("target_modules") is not None:
-        return options.pop("target_modules")
-    options.pop("target_modules", None)
-    return target_regex(model, default)
-
-
-def _peft(model: nn.Module, config) -> nn.Module:
-    from peft import get_peft_model
-
-    return get_peft_model(model, config)
-
-
-# ------------------------------------------------------------------------------------- builders
 def build_full(model: nn.Module, task_type: Optional[str] = None, **options: Any) -> nn.Module:
-    for p in model.parameters():
-        p.requires_grad_(True)
+    """Full fine-tuning: every parameter trains."""
+    _no_options("full", options)
+    model.requires_grad_(True)
     return model
 
 
 def build_ft_top2(model: nn.Module, task_type: Optional[str] = None, layers: int = 2, **options: Any) -> nn.Module:
-    """FT^Top2: only the last ``layers`` transformer blocks (and the head and final norm) train."""
-    _freeze(model)
-    for block in list(transformer_blocks(model))[-layers:]:
+    """FT^Top2 (Li & Liang 2021): only the last ``layers`` transformer blocks, the final norm and a task head
+    train. A tied LM head stays frozen with the input embedding it shares."""
+    _no_options("ft_top2", options)
+    blocks = list(transformer_blocks(model))
+    if isinstance(layers, bool) or not isinstance(layers, int) or not 1 <= layers <= len(blocks):
+        raise ValueError(f"Method 'ft_top2': layers must be an integer in 1..{len(blocks)}, got layers={layers!r}.")
+    freeze_except_head(model)
+    for block in blocks[-layers:]:
         block.requires_grad_(True)
     for name, module in model.named_modules():
-        if name.endswith(("ln_f", "model.norm")):
+        if name.split(".")[-1] in ("ln_f", "norm") and not any(True for _ in module.children()):
             module.requires_grad_(True)
-    _train_head(model)
-    if model_type(model) == "gpt2" and hasattr(model, "lm_head"):
-        pass  # lm_head is tied to the input embedding, which stays frozen
     return model
 
 
 def build_bitfit(model: nn.Module, task_type: Optional[str] = None, **options: Any) -> nn.Module:
-    _freeze(model)
+    """BitFit (Ben Zaken et al. 2022): only the bias vectors (and a task head) train.
+
+    Raises:
+        ValueError: The architecture has no biases (Llama).
+    """
+    _no_options("bitfit", options)
     biases = [p for n, p in model.named_parameters() if n.endswith(".bias")]
     if not biases:
         raise ValueError(
-            f"bitfit trains only biases, and this {type(model).__name__} ({model_type(model)}) has none. "
-            "Choose another method."
+            f"Method 'bitfit' cannot apply to {describe(model)}: BitFit trains only bias vectors, and this model "
+            "has none (Llama-style layers are bias-free). Choose another method, e.g. hut or lora."
         )
+    freeze_except_head(model)
     for p in biases:
         p.requires_grad_(True)
-    _train_head(model)
     return model
 
 
-def build_hut(model: nn.Module, task_type: Optional[str] = None, **options: Any) -> nn.Module:
-    """HUT on q and v by default. GPT-2: the q and v blocks of c_attn (k frozen), as the paper. Bias-free
-    targets (Llama attention) get ``shift=False`` unless given, so the adapter can merge."""
-    from ..hut import HUTConfig
-
-    kind = model_type(model)
-    if options.get("target_modules") is None and kind in FUSED_QKV:
-        name, blocks = FUSED_QKV[kind]
-        options.setdefault("fused_slices", {name: [True, False, True]})
-        options["target_modules"] = [name]
-    targets = _roles(model, options, ["query", "value"])
-    if "shift" not in options:
-        import re
-
-        probe = re.compile(targets) if isinstance(targets, str) else None
-        layers = [m for n, m in model.named_modules()
-                  if (probe.fullmatch(n) if probe else any(n == t or n.endswith("." + t) for t in targets))]
-        options["shift"] = all(getattr(m, "bias", None) is not None for m in layers) if layers else True
-    return _peft(model, HUTConfig(target_modules=targets, task_type=task_type, **options))
-
-
-def build_lora(model: nn.Module, task_type: Optional[str] = None, **options: Any) -> nn.Module:
-    from peft import LoraConfig
-
-    options.setdefault("r", 8)
-    options.setdefault("lora_alpha", 16)
-    targets = _roles(model, options, ["query", "value"])
-    return _peft(model, LoraConfig(target_modules=targets, task_type=task_type, **options))
-
-
-def build_ia3(model: nn.Module, task_type: Optional[str] = None, **options: Any) -> nn.Module:
-    from peft import IA3Config
-
-    if options.get("target_modules") is None:
-        options["target_modules"] = target_regex(model, ["key", "value", "ffn_out"])
-        options.setdefault("feedforward_modules", target_regex(model, ["ffn_out"]))
-    return _peft(model, IA3Config(task_type=task_type, **options))
-
-
-def build_vera(model: nn.Module, task_type: Optional[str] = None, **options: Any) -> nn.Module:
-    from peft import VeraConfig
-
-    options.setdefault("r", 256)
-    targets = _roles(model, options, ["query", "value"])
-    return _peft(model, VeraConfig(target_modules=targets, task_type=task_type, **options))
-
-
-def build_fourierft(model: nn.Module, task_type: Optional[str] = None, **options: Any) -> nn.Module:
-    from peft import FourierFTConfig
-
-    options.setdefault("scaling", 150.0)
-    targets = _roles(model, options, ["query", "value"])
-    if "n_frequency" not in options:  # the paper's 1000, or all the frequencies a tiny layer has
-        import re
-
-        probe = re.compile(targets) if isinstance(targets, str) else None
-        sizes = [m.weight.numel() for n, m in model.named_modules()
-                 if hasattr(m, "weight") and (probe.fullmatch(n) if probe else n.endswith(tuple(targets)))]
-        options["n_frequency"] = min([1000] + sizes)
-    return _peft(model, FourierFTConfig(target_modules=targets, task_type=task_type, **options))
-
-
-def build_hira(model: nn.Module, task_type: Optional[str] = None, **options: Any) -> nn.Module:
-    from peft import HiraConfig
-
-    options.setdefault("r", 8)
-    targets = _roles(model, options, ["query", "value"])
-    return _peft(model, HiraConfig(target_modules=targets, task_type=task_type, **options))
-
-
-def build_prefix(model: nn.Module, task_type: Optional[str] = None, **options: Any) -> nn.Module:
-    from peft import PrefixTuningConfig
-
-    if task_type is None:
-        raise ValueError("prefix tuning needs a task_type (SEQ_CLS or CAUSAL_LM) for peft's prompt learning.")
-    options.setdefault("num_virtual_tokens", 16)
-    if model_type(model) in ("bert", "roberta", "xlm-roberta"):
-        raise ValueError(
-            f"prefix tuning needs a model that accepts past key values; {type(model).__name__} does not in "
-            "transformers 5. Use it on a decoder (GPT-2, Llama), or choose another method."
-        )
-    try:
-        return _peft(model, PrefixTuningConfig(task_type=task_type, **options))
-    except ValueError as err:
-        if "past key values" not in str(err):
-            raise
-        raise ValueError(
-            f"prefix tuning needs a model that accepts past key values; this {type(model).__name__} does not "
-            "in this transformers version (encoders such as BERT lost it in transformers 5). Use it on a "
-            "decoder (GPT-2, Llama), or choose another method."
-        ) from err
-
-
-def build_hadamard_adapter(model: nn.Module, task_type: Optional[str] = None, **options: Any) -> nn.Module:
-    if options:
-        raise ValueError(f"hadamard_adapter takes no options, got {sorted(options)}.")
-    from .arch import resolve_targets
-
-    _freeze(model)
-    for name in resolve_targets(model, "attn_out"):
-        replace_module(model, name, HadamardAdapter(model.get_submodule(name)))
-    _train_head(model)
-    return model
-
-
-def _bottleneck(roles: list[str], layer_norm: bool) -> Callable[..., nn.Module]:
-    def build(model: nn.Module, task_type: Optional[str] = None, bottleneck: int = 64, **options: Any) -> nn.Module:
-        if options:
-            raise ValueError(f"bottleneck adapters take only 'bottleneck', got {sorted(options)}.")
-        from .arch import resolve_targets
-
-        _freeze(model)
-        for role in roles:
-            for name in resolve_targets(model, role):
-                replace_module(model, name, BottleneckAdapter(model.get_submodule(name), bottleneck, layer_norm))
-        _train_head(model)
-        return model
-
-    return build
-
+QV = ["query", "value"]
+HAND = "hut-peft (hand-written, {})"
+NO_ADAPTERHUB = "AdapterHub's adapters pins transformers 4.57"
 
 METHODS: dict[str, Method] = {
     m.name: m
     for m in [
-        Method("full", "Full fine-tuning: every parameter trains", "transformers", build_full, True, 5e-5),
+        Method("full", "Full fine-tuning: every parameter trains", HAND.format("a requires_grad filter"),
+               build_full, True, 5e-5),
         Method("ft_top2", "FT^Top2: only the last two transformer blocks (and the head) train",
-               "paper (Li & Liang 2021)", build_ft_top2, True, 1e-4),
-        Method("bitfit", "BitFit: only the bias vectors train", "hand-written (a requires_grad filter)",
+               HAND.format("a requires_grad filter"), build_ft_top2, True, 1e-4),
+        Method("bitfit", "BitFit: only the bias vectors (and the head) train", HAND.format("a requires_grad filter"),
                build_bitfit, True, 1e-3),
-        Method("hadapter", "Houlsby bottleneck adapters after attention and after the FFN",
-               "hand-written (AdapterHub pins transformers 4.57)", _bottleneck(["attn_out", "ffn_out"], False),
-               False, 5e-4, {"paper-6m": {"bottleneck": 64}, "paper-0.8m": {"bottleneck": 8}}),
-        Method("padapter", "Pfeiffer bottleneck adapter after the FFN only",
-               "hand-written (AdapterHub pins transformers 4.57)", _bottleneck(["ffn_out"], False), False, 5e-4,
-               {"paper-3m": {"bottleneck": 64}, "paper-0.8m": {"bottleneck": 16}}),
-        Method("ladapter", "Lin et al. adapter (with its own LayerNorm) after the FFN",
-               "hand-written (AdapterHub pins transformers 4.57)", _bottleneck(["ffn_out"], True), False, 5e-4),
+        Method("hadapter", "Houlsby adapters: bottleneck after the attention output and after the FFN",
+               HAND.format(NO_ADAPTERHUB), bottleneck_builder("hadapter", ("attn_out", "ffn_out"), False),
+               False, 3e-4, {"paper-glue": {"bottleneck": 64}, "paper-glue-0.8m": {"bottleneck": 8},
+                             "paper-e2e": {"bottleneck": 112}}),
+        Method("padapter", "Pfeiffer adapter: bottleneck after the FFN only",
+               HAND.format(NO_ADAPTERHUB), bottleneck_builder("padapter", ("ffn_out",), False), False, 3e-4,
+               {"paper-glue": {"bottleneck": 64}, "paper-glue-0.8m": {"bottleneck": 16}}),
+        Method("ladapter", "Lin et al. adapter: LayerNorm + bottleneck after the FFN",
+               HAND.format(NO_ADAPTERHUB), bottleneck_builder("ladapter", ("ffn_out",), True, "relu"), False, 3e-4,
+               {"paper-e2e": {"bottleneck": 224}, "paper-e2e-0.37m": {"bottleneck": 6}}),
         Method("lora", "LoRA: W0 + (alpha/r) B A on q and v", "peft", build_lora, True, 5e-4,
-               {"paper-glue": {"r": 8, "lora_alpha": 16}, "paper-e2e": {"r": 4, "lora_alpha": 32}}),
-        Method("vera", "VeRA: shared frozen random A, B; trainable scaling vectors", "peft", build_vera, True, 5e-3,
-               {"paper-glue": {"r": 256}}),
-        Method("fourierft", "FourierFT: a sparse spectrum of dW on q and v", "peft", build_fourierft, True, 5e-3,
-               {"paper-glue": {"n_frequency": 1000}}),
-        Method("prefix", "Prefix tuning (the paper's PreLayer): trainable key/value prefixes", "peft",
+               {"paper-glue": {"r": 8, "lora_alpha": 16, "roles": QV},
+                "paper-e2e": {"r": 4, "lora_alpha": 32, "roles": QV}}),
+        Method("vera", "VeRA: frozen shared random A, B; trainable scaling vectors on q and v", "peft",
+               build_vera, True, 1e-2, {"paper-glue": {"r": 256, "roles": QV}, "paper-e2e": {"r": 1024, "roles": QV}}),
+        Method("fourierft", "FourierFT: n trainable spectral coefficients of dW on q and v", "peft",
+               build_fourierft, True, 1e-2,
+               {"paper-glue": {"n_frequency": 1000, "roles": QV}, "paper-e2e": {"n_frequency": 1000, "roles": QV}}),
+        Method("prefix", "Prefix tuning (the paper's PreLayer): trainable key/value prefixes in every layer", "peft",
                build_prefix, False, 5e-3, {"paper-e2e": {"num_virtual_tokens": 7}}),
-        Method("ia3", "(IA)^3: learned vectors scale k, v and the FFN activations", "peft", build_ia3, True, 5e-3),
-        Method("hira", "HiRA: W0 ⊙ (B A) update, Hadamard high-rank", "peft", build_hira, True, 5e-4),
+        Method("ia3", "(IA)^3: vectors scale k, v and the FFN inner activations", "peft", build_ia3, True, 1e-2),
+        Method("hira", "HiRA: W0 + W0 ⊙ (B A) on q and v", "peft", build_hira, True, 5e-4),
         Method("hadamard_adapter", "Hadamard adapter: w ⊙ h + b on each self-attention output",
-               "hand-written (Chen et al.; no package)", build_hadamard_adapter, True, 5e-3),
-        Method("hut", "HUT: γ ⊙ (x diag(m_A) W0 diag(m_B) + b0) + β on q and v", "hut-peft (this package)",
-               build_hut, True, 1e-2, {"paper-glue": {"r": 8}, "paper-e2e": {"r": 4}}),
+               HAND.format("Chen et al.; no package provides it"), build_hadamard_adapter, True, 1e-2),
+        Method("hut", "HUT: γ ⊙ (x diag(m_A) W0 diag(m_B) + b0) + β on q and v",
+               "paper (hut-peft's peft tuner, hut_peft.hut)", build_hut, True, 1e-2,
+               {"paper-glue": {"r": 8, "roles": QV}, "paper-e2e": {"r": 4, "roles": QV}}),
     ]
 }
 
 
 def get_method(name: str) -> Method:
-    if name not in METHODS:
-        import difflib
+    """The registered method ``name``.
 
-        close = difflib.get_close_matches(name, METHODS, n=1)
+    Raises:
+        ValueError: Unknown name; the message suggests the closest and lists all.
+    """
+    if name not in METHODS:
+        close = difflib.get_close_matches(str(name), METHODS, n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"Unknown method {name!r}.{hint} Known: {', '.join(METHODS)}.")
+        raise ValueError(f"Unknown method {name!r}.{hint} Known methods: {', '.join(METHODS)}.")
     return METHODS[name]
+
+
+def resolve_options(name: str, preset: Optional[str] = None, **options: Any) -> dict[str, Any]:
+    """The preset's options (if any) overridden by ``options``.
+
+    Raises:
+        ValueError: Unknown method or preset.
+    """
+    method = get_method(name)
+    if preset is None:
+        return dict(options)
+    if preset not in method.presets:
+        raise ValueError(
+            f"Method {name!r} has no preset {preset!r}; its presets: {', '.join(method.presets) or 'none'}."
+        )
+    return {**method.presets[preset], **options}
 
 
 def apply_method(name: str, model: nn.Module, *, task_type: Optional[str] = None, preset: Optional[str] = None,
                  **options: Any) -> nn.Module:
-    """Return ``model`` ready to train with method ``name``: frozen where it should be, the head trainable.
+    """Return ``model`` ready to train with method ``name``: frozen where it should be, a task head trainable.
+
+    peft methods (and HUT) return a ``PeftModel``; the hand-written ones modify ``model`` in place and return it.
+    ``task_type`` defaults to what the model's class implies (``...ForSequenceClassification`` → ``"SEQ_CLS"``,
+    which makes peft train the ``classifier`` / ``score`` head). Target modules come from the architecture
+    (:func:`resolve_targets`); ``roles=[...]`` or peft's ``target_modules`` override them.
+
+    Args:
+        name: A key of :data:`METHODS`.
+        model: A transformers model (BERT, RoBERTa, GPT-2, Llama families; meta-device models work).
+        task_type: peft task type; inferred from the head class when None.
+        preset: A name in ``METHODS[name].presets``; explicit options override it.
+        **options: Method options (peft config fields for peft methods, ``bottleneck`` for adapters ...).
 
     Raises:
-        ValueError: Unknown method or preset; a method that cannot apply to this architecture.
+        ValueError: Unknown method, preset or option; a method that cannot apply to this architecture (the
+            message names both and says why).
     """
+    from .arch import infer_task_type
+
     method = get_method(name)
-    if preset is not None:
-        if preset not in method.presets:
-            raise ValueError(f"Method {name!r} has no preset {preset!r}; presets: {', '.join(method.presets) or 'none'}.")
-        options = {**method.presets[preset], **options}
-    return method.builder(model, task_type=task_type, **options)
+    resolved = resolve_options(name, preset, **options)
+    if task_type is None:
+        task_type = infer_task_type(model)
+    out = method.builder(model, task_type=task_type, **dict(resolved))
+    setattr(out, RECORD_ATTR, {"method": name, "task_type": task_type, "options": resolved})
+    return out
+
+
+def merge_method(model: nn.Module) -> nn.Module:
+    """The trained model with its method folded in: the base architecture, no adapter modules.
+
+    peft methods use ``merge_and_unload``; the Hadamard adapter folds into the attention output projections;
+    full, FT^Top2 and BitFit have nothing to fold. Apply to a model returned by :func:`apply_method`.
+
+    Raises:
+        ValueError: The method does not merge (bottleneck adapters, prefix tuning).
+    """
+    from peft import PeftModel
+
+    record = getattr(model, RECORD_ATTR, None)
+    name = record["method"] if record else None
+    adapters = any(isinstance(m, BottleneckAdapter) for m in model.modules())
+    if (name is not None and not get_method(name).merges) or adapters:
+        raise ValueError(
+            f"Method {name or 'bottleneck adapter'!r} does not merge: it adds modules or inputs that have no "
+            "counterpart in the base architecture. Keep the model unmerged for inference."
+        )
+    if isinstance(model, PeftModel):
+        from peft.utils.other import ModulesToSaveWrapper
+
+        from .adapters import replace_module
+
+        # Unwrap trained head copies first: peft 0.21's BaseTuner._replace_module (used by IA3, VeRA, FourierFT
+        # and HUT) reads `.weight` of the unwrapped module and fails on heads without one (RoBERTa's classifier).
+        inner = model.get_base_model()
+        for name, module in list(inner.named_modules()):
+            if isinstance(module, ModulesToSaveWrapper):
+                replace_module(inner, name, module.unload_and_optionally_merge_module(merge=True, safe_merge=False,
+                                                                                      adapter_names=None))
+        return model.merge_and_unload()
+    if any(isinstance(m, HadamardAdapter) for m in model.modules()):
+        return merge_hadamard(model)
+    return model
