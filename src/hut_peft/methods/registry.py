@@ -164,7 +164,8 @@ def get_method(name: str) -> Method:
 
 
 def resolve_options(name: str, preset: Optional[str] = None, **options: Any) -> dict[str, Any]:
-    """The preset's options (if any) overridden by ``options``.
+    """The preset's options (if any) overridden by ``options``; explicit ``roles`` or ``target_modules`` replace
+    the preset's targets.
 
     Raises:
         ValueError: Unknown method or preset.
@@ -176,7 +177,11 @@ def resolve_options(name: str, preset: Optional[str] = None, **options: Any) -> 
         raise ValueError(
             f"Method {name!r} has no preset {preset!r}; its presets: {', '.join(method.presets) or 'none'}."
         )
-    return {**method.presets[preset], **options}
+    base = dict(method.presets[preset])
+    if options.keys() & {"roles", "target_modules"}:  # explicit targets replace the preset's, whichever form
+        base.pop("roles", None)
+        base.pop("target_modules", None)
+    return {**base, **options}
 
 
 def apply_method(name: str, model: nn.Module, *, task_type: Optional[str] = None, preset: Optional[str] = None,
