@@ -42,7 +42,8 @@ CANNOT = {
 CASES = [(k, n) for k in ARCHS for n in METHODS if (k, n) not in CANNOT]
 # Methods whose freshly built model equals the base model exactly (FourierFT and prefix start elsewhere).
 IDENTITY_AT_INIT = {n for n in METHODS if n not in ("fourierft", "prefix")}
-MERGING = [n for n, m in METHODS.items() if m.merges]
+# full, FT^Top2 and BitFit "merge" trivially (nothing to fold): the merge test covers the others.
+MERGING = [n for n, m in METHODS.items() if m.merges and n not in ("full", "ft_top2", "bitfit")]
 
 
 def _loss(model: torch.nn.Module, kind: str) -> torch.Tensor:
@@ -72,11 +73,16 @@ def test_methods_that_cannot_apply_say_which_and_why(kind, name):
 
 
 @pytest.mark.parametrize("kind,name", CASES)
-def test_steps_change_exactly_the_trainable_tensors(kind, name):
-    """Two AdamW steps (the second reaches tensors behind a zero-initialised one, e.g. LoRA's A, an adapter's
-    down projection): every trainable tensor moves, every frozen one is bit-identical."""
+def test_identity_then_steps_change_exactly_the_trainables_then_save_round_trips(kind, name, tmp_path):
+    """One build per case, to keep the suite fast: (1) methods that start at the base model do so exactly;
+    (2) two AdamW steps (the second reaches tensors behind a zero-initialised one, e.g. LoRA's A, an adapter's
+    down projection) move every trainable tensor and leave every frozen one bit-identical; (3) save_trainable
+    and load_trainable on a fresh base reproduce the outputs exactly."""
+    base_logits = _logits(ARCHS[kind](seed=3))
     torch.manual_seed(0)
-    model = apply_method(name, ARCHS[kind]())
+    model = apply_method(name, ARCHS[kind](seed=3)).eval()
+    if name in IDENTITY_AT_INIT:
+        torch.testing.assert_close(_logits(model), base_logits, rtol=0, atol=1e-6)
     trainable, total = count_parameters(model)
     assert 0 < trainable <= total
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
@@ -86,12 +92,11 @@ def test_steps_change_exactly_the_trainable_tensors(kind, name):
             assert not torch.equal(p, before[n]), f"trainable {n} did not change"
         else:
             assert torch.equal(p, before[n]), f"frozen {n} changed"
-
-
-@pytest.mark.parametrize("kind,name", [c for c in CASES if c[1] in IDENTITY_AT_INIT])
-def test_identity_at_initialisation(kind, name):
-    expected = _logits(ARCHS[kind]())
-    torch.testing.assert_close(_logits(apply_method(name, ARCHS[kind]()).eval()), expected, rtol=0, atol=1e-6)
+    expected = _logits(model)
+    save_trainable(model, tmp_path)
+    torch.manual_seed(1)  # a different init of the method's own tensors: everything trained must come from disk
+    reloaded = load_trainable(ARCHS[kind](seed=3), tmp_path).eval()
+    torch.testing.assert_close(_logits(reloaded), expected, rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("kind", list(ARCHS))
@@ -104,8 +109,7 @@ def test_merging_methods_merge_exactly_into_the_base_architecture(kind, name):
     model = apply_method(name, ARCHS[kind]())
     _steps(model, kind, steps=1)
     unmerged = _logits(model)
-    if name != "full" or kind != "llama":  # one step always moves the output; checked so merge is not vacuous
-        assert (unmerged - base_logits).abs().max() > 1e-4
+    assert (unmerged - base_logits).abs().max() > 1e-4  # the step moved the output: the merge is not vacuous
     merged = merge_method(model)
     assert (_logits(merged) - unmerged).abs().max() <= 1e-5
     assert set(merged.state_dict()) == base_keys  # the base architecture again: loads into a fresh model
@@ -118,19 +122,7 @@ def test_non_merging_methods_refuse_to_merge(name):
         merge_method(model)
 
 
-@pytest.mark.parametrize("kind,name", [c for c in CASES if c[0] != "roberta"])  # RoBERTa: BERT's modules
-def test_save_trainable_round_trips(kind, name, tmp_path):
-    torch.manual_seed(0)
-    model = apply_method(name, ARCHS[kind](seed=3))
-    _steps(model, kind, steps=1)
-    expected = _logits(model)
-    save_trainable(model, tmp_path)
-    torch.manual_seed(1)  # a different init of the method's own tensors: everything trained must come from disk
-    reloaded = load_trainable(ARCHS[kind](seed=3), tmp_path).eval()
-    torch.testing.assert_close(_logits(reloaded), expected, rtol=0, atol=0)
-
-
-@pytest.mark.parametrize("kind", ["bert", "gpt2", "llama"])
+@pytest.mark.parametrize("kind", ["bert", "gpt2"])
 @pytest.mark.parametrize("name", [n for n, m in METHODS.items() if m.source == "peft" or n == "hut"])
 def test_peft_methods_round_trip_through_peft(kind, name, tmp_path):
     if (kind, name) in CANNOT:
