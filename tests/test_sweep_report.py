@@ -92,3 +92,11 @@ def test_e2e_table_from_results(tmp_path):
     assert collect([tmp_path])[0]["_path"].endswith("results.json")
     with pytest.raises(FileNotFoundError, match="no such folder"):
         collect([tmp_path / "missing"])
+
+
+def test_measured_gflops_for_the_figure():
+    from hut_peft.report import measured_gflops
+
+    g = measured_gflops(["hut", "lora", "full", "not-a-method"], seq_len=16)
+    assert set(g) == {"hut", "lora", "full"}
+    assert g["hut"] < g["lora"] < g["full"]  # flop_counter counts matmuls: HUT adds none, LoRA two thin ones
