@@ -396,3 +396,18 @@ def test_fused_slices_are_validated():
         HUTConfig(fused_slices={"c_attn": [False, False]})
     with pytest.raises(ValueError, match="not divisible by 3"):
         HUTLinear(nn.Linear(4, 8), "default", HUTConfig(r=1), fused_mask=[True, False, True])
+
+
+def test_merge_and_unload_with_a_roberta_classification_head():
+    """peft's generic module swap fails on RobertaClassificationHead (no weight); ours does not."""
+    from transformers import RobertaConfig, RobertaForSequenceClassification
+
+    torch.manual_seed(0)
+    cfg = RobertaConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                        intermediate_size=37, max_position_embeddings=70)
+    model = get_peft_model(RobertaForSequenceClassification(cfg).eval(),
+                           HUTConfig(r=2, target_modules=["query", "value"], task_type="SEQ_CLS", init="perturbed"))
+    expected = model(IDS + 2).logits
+    merged = model.merge_and_unload()
+    assert type(merged) is RobertaForSequenceClassification
+    torch.testing.assert_close(merged(IDS + 2).logits, expected, atol=1e-5, rtol=1e-5)

@@ -60,6 +60,12 @@ class HUTModel(BaseTuner):
             new_module.requires_grad_(False)  # a second adapter is not trainable until set_adapter
         self._replace_module(parent, target_name, new_module, target)
 
+    def _replace_module(self, parent: nn.Module, child_name: str, new_module: nn.Module, child: nn.Module) -> None:
+        """Swap a module in place, as LoRA's tuner does. peft's generic version copies ``child.weight`` onto
+        modules without a ``base_layer``, which breaks ``merge_and_unload`` on heads such as
+        ``RobertaClassificationHead`` (no ``weight``); HUT layers already carry their device from the base."""
+        setattr(parent, child_name, new_module)
+
     @staticmethod
     def _fused_mask(config: HUTConfig, key: str) -> list[bool] | None:
         for suffix, mask in (config.fused_slices or {}).items():

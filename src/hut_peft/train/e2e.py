@@ -178,7 +178,7 @@ def run_seed(recipe: E2ERecipe, seed: int, settings: dict[str, Any], seed_dir: P
     from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, set_seed
 
     from ..data.e2e import group_by_mr, load_e2e, write_official_layout
-    from ..methods import apply_method, count_parameters, get_method
+    from ..methods import apply_method, count_parameters, get_method, merge_method
     from ..metrics.e2e import score_e2e
     from ..models import DEFAULT_DECODER, resolve_model
 
@@ -222,8 +222,8 @@ def run_seed(recipe: E2ERecipe, seed: int, settings: dict[str, Any], seed_dir: P
         train_loss, steps = out.training_loss, trainer.state.global_step
         if not trainer.is_world_process_zero():
             return {"_is_main": False}
-        if recipe.merge_for_decoding and get_method(recipe.method).merges and hasattr(model, "merge_and_unload"):
-            model = model.merge_and_unload()
+        if recipe.merge_for_decoding and get_method(recipe.method).merges:
+            model = merge_method(model)  # the base architecture again: no added latency while decoding
     else:
         trainable, total = 0, sum(p.numel() for p in model.parameters())
 
