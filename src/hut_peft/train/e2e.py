@@ -180,14 +180,14 @@ def run_seed(recipe: E2ERecipe, seed: int, settings: dict[str, Any], seed_dir: P
     from ..data.e2e import group_by_mr, load_e2e, write_official_layout
     from ..methods import apply_method, count_parameters, get_method, merge_method
     from ..metrics.e2e import score_e2e
-    from ..models import DEFAULT_DECODER, resolve_model
+    from ..models import DEFAULT_DECODER, drop_gguf_quantization_marker, resolve_model
 
     set_seed(seed)
     source = resolve_model(recipe.model, default=DEFAULT_DECODER)
     tokenizer = AutoTokenizer.from_pretrained(source.path, **source.kwargs())
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(source.path, **source.kwargs())
+    model = drop_gguf_quantization_marker(AutoModelForCausalLM.from_pretrained(source.path, **source.kwargs()))
     if settings["dropout"] is not None:
         _set_dropout(model, settings["dropout"])
     groups = group_by_mr(load_e2e(recipe.eval_split, recipe.data_dir))
