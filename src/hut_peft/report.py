@@ -189,7 +189,7 @@ def figure(results: list[dict[str, Any]], path: Path, gflops: dict[str, float]) 
         plotted += 1
     model = ", ".join(sorted({r["model"] for r in rows.values()})) or "–"
     right.set(title=f"Ours ({model}; {', '.join(GLUE_NAMES[t] for t in tasks)})",
-              xlabel="training-step GFLOPs, measured (flop_counter, MiniLM-L6 shape, 128 tokens)",
+              xlabel="train-step GFLOPs, measured (flop_counter; MiniLM-L6, 128 tokens)",
               ylabel="average score")
     for ax in (left, right):
         ax.grid(alpha=0.3)
