@@ -27,7 +27,7 @@ test-slow: setup
 	$(BIN)/python -m pytest -q -m slow
 
 bench: setup
-	$(BIN)/hut-peft bench --output docs/bench.json
+	$(BIN)/hut-peft bench --models minilm,roberta-large-slice,smollm2 --reps 5 --output docs/results/bench.json
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks
