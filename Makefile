@@ -30,7 +30,7 @@ bench: setup
 	$(BIN)/hut-peft bench --models minilm,roberta-large-slice,smollm2 --reps 5 --output docs/results/bench.json
 
 lint: setup
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info src/*.egg-info .pytest_cache
