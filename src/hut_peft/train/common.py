@@ -10,6 +10,7 @@ import os
 import platform
 import statistics
 import tempfile
+import time
 import typing
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -61,6 +62,26 @@ def run_seeds(
             write_json_atomic(done, record)
             records.append(record)
     return records, is_main
+
+
+def write_results(out: Path, recipe_name: str, config: dict[str, Any], settings: dict[str, Any],
+                  records: list[dict[str, Any]], summary: dict[str, Any], started: float,
+                  **extra: Any) -> dict[str, Any]:
+    """The one ``results.json`` layout of every recipe: config, settings, seeds, summary, counts, time, versions."""
+    results = {
+        "recipe": recipe_name,
+        "config": config,
+        "settings": settings,
+        **extra,
+        "seeds": records,
+        "summary": summary,
+        "trainable_parameters": records[0]["trainable_parameters"],
+        "total_parameters": records[0]["total_parameters"],
+        "wall_time_s": time.perf_counter() - started,
+        "environment": environment_info(),
+    }
+    write_json_atomic(out / "results.json", results)
+    return results
 
 
 def training_arguments(seed_dir: Path, seed: int, settings: dict[str, Any], recipe: Any, **extra: Any):

@@ -18,12 +18,11 @@ from typing import Any, Optional
 from .common import (
     add_dataclass_arguments,
     config_from_args,
-    environment_info,
     mean_std,
     parse_seeds,
     run_seeds,
     training_arguments,
-    write_json_atomic,
+    write_results,
 )
 
 logger = logging.getLogger(__name__)
@@ -259,19 +258,7 @@ def run_e2e(recipe: E2ERecipe) -> dict[str, Any]:
     if not is_main:
         return {}
     summary = {m: mean_std([r["metrics"][m] for r in records]) for m in records[0]["metrics"]}
-    results = {
-        "recipe": "e2e",
-        "config": asdict(recipe),
-        "settings": settings,
-        "seeds": records,
-        "summary": summary,
-        "trainable_parameters": records[0]["trainable_parameters"],
-        "total_parameters": records[0]["total_parameters"],
-        "wall_time_s": time.perf_counter() - started,
-        "environment": environment_info(),
-    }
-    write_json_atomic(out / "results.json", results)
-    return results
+    return write_results(out, "e2e", asdict(recipe), settings, records, summary, started)
 
 
 def format_summary(results: dict[str, Any]) -> str:

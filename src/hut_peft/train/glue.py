@@ -16,12 +16,11 @@ from typing import Any, Optional
 from .common import (
     add_dataclass_arguments,
     config_from_args,
-    environment_info,
     mean_std,
     parse_seeds,
     run_seeds,
     training_arguments,
-    write_json_atomic,
+    write_results,
 )
 
 logger = logging.getLogger(__name__)
@@ -217,20 +216,7 @@ def run_glue(recipe: GlueRecipe) -> dict[str, Any]:
         "best": {m: mean_std([r["best"].get(m) for r in records]) for m in records[0]["best"]
                  if isinstance(records[0]["best"][m], (int, float)) and m not in ("epoch", "loss")},
     }
-    results = {
-        "recipe": "glue",
-        "config": asdict(recipe),
-        "settings": settings,
-        "primary_metric": key,
-        "seeds": records,
-        "summary": summary,
-        "trainable_parameters": records[0]["trainable_parameters"],
-        "total_parameters": records[0]["total_parameters"],
-        "wall_time_s": time.perf_counter() - started,
-        "environment": environment_info(),
-    }
-    write_json_atomic(out / "results.json", results)
-    return results
+    return write_results(out, "glue", asdict(recipe), settings, records, summary, started, primary_metric=key)
 
 
 def format_summary(results: dict[str, Any]) -> str:
