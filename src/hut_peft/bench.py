@@ -1,11 +1,18 @@
-"""`hut-peft bench`: training-step time, memory, inference latency and mixed-adapter throughput of HUT
-against LoRA, (IA)³, full fine-tuning and the frozen floor, measured side by side in one run.
+"""`hut-peft bench`: training-step time, memory, inference latency and mixed-adapter throughput of HUT against
+LoRA, (IA)³, full fine-tuning and the frozen floor, measured side by side in one run.
 
-Method: every model variant starts from the same weights; timings are medians of interleaved repetitions
-(round-robin over the variants, after warm-up), so drifts in machine load hit all variants alike. Memory
-on CPU is what training keeps: the bytes of the distinct tensors autograd saves for the backward
-(``saved_tensors_hooks``), plus trainable parameters, their gradients and AdamW's two moments; on CUDA the
-peak allocated memory. No timing is asserted anywhere; the ratios are the result.
+Method (docs/performance.md):
+
+- Every variant of a model starts from the same weights (deep copies of one base) and sees the same batch.
+- Timings are medians of interleaved repetitions: after warm-up rounds, each repetition runs every variant
+  once, round-robin, so drifts in machine load hit all variants alike. No timing is asserted anywhere.
+- A training step is forward, backward of the mean square of half the features, and an AdamW step (``zero_grad(set_to_none)``).
+- The frozen floor has every parameter frozen, but the input embeddings' output requires grad, so the backward
+  runs through every layer down to the input: the work any adapter in the first layer pays.
+- Memory on CPU has no allocator peak to read, so it is counted: the distinct storages autograd saves for the
+  backward (``torch.autograd.graph.saved_tensors_hooks``; parameters excluded), plus trainable parameters,
+  their gradients and AdamW's two moments (4 × their bytes), plus the frozen weights. On CUDA it is
+  ``torch.cuda.max_memory_allocated`` over one training step, measured after a step has created AdamW's state.
 """
 
 from __future__ import annotations
@@ -23,50 +30,75 @@ import torch
 from torch import nn
 
 TRAIN_METHODS = ("frozen", "hut", "lora", "ia3", "full")
+BENCH_MODELS = ("minilm", "roberta-large-slice", "smollm2")
+QUICK_MODELS = ("tiny-bert", "tiny-llama")
+SEED = 0
+N_ADAPTERS = 8
+MIB = 2**20
 
 
-def _median_interleaved(fns: dict[str, Callable[[], Any]], reps: int, warmup: int) -> dict[str, float]:
+# ------------------------------------------------------------------------------------------------ helpers
+def _sync(device: Optional[torch.device]) -> None:
+    if device is not None and device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _interleaved_medians(fns: dict[str, Callable[[], Any]], reps: int, warmup: int,
+                         device: Optional[torch.device] = None) -> dict[str, float]:
+    """Median seconds per call of each function, run round-robin (warm-up rounds untimed)."""
     for _ in range(warmup):
         for fn in fns.values():
             fn()
+    _sync(device)
     times: dict[str, list[float]] = {k: [] for k in fns}
     for _ in range(reps):
         for name, fn in fns.items():
             start = time.perf_counter()
             fn()
+            _sync(device)
             times[name].append(time.perf_counter() - start)
     return {k: statistics.median(v) for k, v in times.items()}
 
 
+def _loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Mean square of the first half of the features: a cheap loss with real gradients. (The mean square of all
+    features is constant under a final LayerNorm at init, so its gradients are rounding noise.)"""
+    out = model(**batch)
+    hidden = out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
+    return hidden[..., : hidden.shape[-1] // 2].float().pow(2).mean()
+
+
 def _prepare(name: str, base: nn.Module) -> nn.Module:
-    from .methods import apply_method
+    """A copy of ``base`` ready to train with ``name`` (HUT and LoRA: r = 8 on q and v), or the frozen floor."""
+    from .methods import apply_method, get_method
 
     model = copy.deepcopy(base)
     if name == "frozen":
-        for p in model.parameters():
-            p.requires_grad_(False)
+        model.requires_grad_(False)
         model.enable_input_require_grads()  # backward runs into the input: the floor every adapter pays
         return model
-    return apply_method(name, model)
+    preset = "paper-glue" if "paper-glue" in get_method(name).presets else None
+    return apply_method(name, model, preset=preset)
 
 
-def _step_fn(model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[Callable[[], None], torch.optim.Optimizer | None]:
+def _step_fn(model: nn.Module, batch: dict[str, torch.Tensor], lr: float = 1e-5) -> Callable[[], None]:
+    """One training step (forward, backward, AdamW) as a closure; the frozen floor has no optimiser step."""
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=1e-5) if params else None
+    opt = torch.optim.AdamW(params, lr=lr) if params else None
     model.train()
 
     def step() -> None:
-        out = model(**batch)
-        hidden = out.last_hidden_state if hasattr(out, "last_hidden_state") else out.logits
-        hidden.float().pow(2).mean().backward()
+        _loss(model, batch).backward()
         if opt is not None:
             opt.step()
             opt.zero_grad(set_to_none=True)
 
-    return step, opt
+    return step
 
 
-def _memory_mib(model: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+def saved_tensor_bytes(model: nn.Module, batch: dict[str, torch.Tensor]) -> int:
+    """Bytes of the distinct storages autograd saves for the backward of one training forward (parameters
+    excluded: they exist anyway). Views of one storage count once, as they occupy memory once."""
     storages: dict[int, int] = {}
 
     def pack(t: torch.Tensor) -> torch.Tensor:
@@ -74,167 +106,286 @@ def _memory_mib(model: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, f
         storages[storage.data_ptr()] = storage.nbytes()
         return t
 
-    params = {id(p): p for p in model.parameters()}
-    param_ptrs = {p.untyped_storage().data_ptr() for p in params.values()}
+    param_ptrs = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    model.train()
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        out = model(**batch)
-    hidden = out.last_hidden_state if hasattr(out, "last_hidden_state") else out.logits
-    hidden.float().pow(2).mean().backward()
+        loss = _loss(model, batch)
+    loss.backward()
     model.zero_grad(set_to_none=True)
-    activations = sum(n for ptr, n in storages.items() if ptr not in param_ptrs)
-    trainable = sum(p.numel() * p.element_size() for p in params.values() if p.requires_grad)
-    return {"activations_mib": activations / 2**20, "trainable_state_mib": 4 * trainable / 2**20,
-            "total_mib": (activations + 4 * trainable) / 2**20}
+    return sum(n for ptr, n in storages.items() if ptr not in param_ptrs)
 
 
-def _load(name: str, quick: bool) -> tuple[nn.Module, dict[str, torch.Tensor], str]:
-    """A base model and a batch: the embedded encoder, the embedded decoder, or a RoBERTa-large slice."""
-    from transformers import AutoModel
+def memory_mib(model: nn.Module, batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, float]:
+    """Training memory of one step, in MiB: counted on CPU, the allocator's peak on CUDA (see the module doc)."""
+    params = list(model.parameters())
+    trainable = sum(p.numel() * p.element_size() for p in params if p.requires_grad)
+    frozen = sum(p.numel() * p.element_size() for p in params if not p.requires_grad)
+    activations = saved_tensor_bytes(model, batch)
+    out = {"saved_activations_mib": activations / MIB, "trainable_state_mib": 4 * trainable / MIB,
+           "frozen_weights_mib": frozen / MIB, "total_mib": (activations + 4 * trainable + frozen) / MIB,
+           "kind": "counted"}
+    if device.type == "cuda":
+        step = _step_fn(model, batch)
+        step()  # creates AdamW's state, which the peak must include
+        _sync(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        step()
+        _sync(device)
+        out["total_mib"], out["kind"] = torch.cuda.max_memory_allocated(device) / MIB, "cuda_max_allocated"
+    return out
 
-    from .flops import build_arch
-    from .models import resolve_model
 
-    torch.manual_seed(0)
-    if quick:
-        from transformers import BertConfig, BertModel
+# ------------------------------------------------------------------------------------------------- models
+def load_model(name: str, device: torch.device) -> tuple[nn.Module, dict[str, torch.Tensor], str]:
+    """A bare base model, a batch of token ids and a label: the embedded encoder (``minilm``), the embedded
+    decoder (``smollm2``), two RoBERTa-large-shaped layers with random weights, or tiny random models.
 
+    Raises:
+        ValueError: Unknown name.
+        FileNotFoundError: An embedded model's package is not installed (the message says which).
+    """
+    from transformers import AutoModel, BertConfig, BertModel, LlamaConfig, LlamaModel
+
+    from .archs import build_arch
+    from .models import drop_gguf_quantization_marker, resolve_model
+
+    torch.manual_seed(SEED)
+    if name == "tiny-bert":
         model = BertModel(BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                                      intermediate_size=64))
-        return model, {"input_ids": torch.randint(0, 100, (2, 16))}, "tiny-bert"
-    if name == "minilm":
-        src = resolve_model("minilm")
-        model = AutoModel.from_pretrained(src.path)
-        return model, {"input_ids": torch.randint(1000, 20000, (16, 128))}, "all-MiniLM-L6-v2 (batch 16 × 128)"
-    if name == "smollm2":
+        shape, label = (2, 16), "tiny BERT (random, 2 layers × 32)"
+    elif name == "tiny-llama":
+        model = LlamaModel(LlamaConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                       num_key_value_heads=2, intermediate_size=64))
+        shape, label = (2, 16), "tiny Llama (random, 2 layers × 32)"
+    elif name == "minilm":
+        model = AutoModel.from_pretrained(resolve_model("minilm").path)
+        shape, label = (16, 128), "all-MiniLM-L6-v2"
+    elif name == "smollm2":
         src = resolve_model("smollm2")
-        model = AutoModel.from_pretrained(src.path, **src.kwargs())
-        return model, {"input_ids": torch.randint(1000, 40000, (4, 64))}, "SmolLM2-135M (batch 4 × 64)"
-    if name == "roberta-large-slice":
+        model = drop_gguf_quantization_marker(AutoModel.from_pretrained(src.path, **src.kwargs()))
+        shape, label = (4, 64), "SmolLM2-135M"
+    elif name == "roberta-large-slice":
         model = build_arch("roberta-large", device="cpu", layers=2)
-        return model, {"input_ids": torch.randint(1000, 40000, (4, 128))}, "RoBERTa-large shape, 2 layers (batch 4 × 128)"
-    raise ValueError(f"Unknown bench model {name!r}.")
+        shape, label = (4, 128), "RoBERTa-large shape, 2 layers, random weights"
+    else:
+        known = ", ".join(BENCH_MODELS + QUICK_MODELS)
+        raise ValueError(f"Unknown bench model {name!r}; known: {known}.")
+    model = model.float().to(device)
+    vocab = model.config.vocab_size
+    low = min(1000, vocab // 2)  # past the special tokens where the vocabulary allows
+    ids = torch.randint(low, vocab, shape, generator=torch.Generator().manual_seed(SEED)).to(device)
+    return model, {"input_ids": ids}, f"{label} (batch {shape[0]} × {shape[1]})"
 
 
-def bench_training(name: str, quick: bool, reps: int, warmup: int) -> dict[str, Any]:
-    base, batch, label = _load(name, quick)
+# ----------------------------------------------------------------------------------------------- benches
+def bench_training(name: str, reps: int, warmup: int, device: torch.device) -> dict[str, Any]:
+    """Step time and memory of every training variant on one model, and their ratios to the floor and to LoRA."""
+    from .methods import count_parameters
+
+    base, batch, label = load_model(name, device)
     models = {m: _prepare(m, base) for m in TRAIN_METHODS}
-    steps = {m: _step_fn(model, batch)[0] for m, model in models.items()}
-    times = _median_interleaved(steps, reps, warmup)
-    memory = {m: _memory_mib(model, batch) for m, model in models.items()}
-    return {"model": label, "step_s": times, "memory": memory,
-            "ratio_to_floor": {m: times[m] / times["frozen"] for m in times},
-            "ratio_to_lora": {m: times[m] / times["lora"] for m in times},
-            "memory_ratio_to_lora": {m: memory[m]["total_mib"] / memory["lora"]["total_mib"] for m in memory}}
+    del base
+    times = _interleaved_medians({m: _step_fn(model, batch) for m, model in models.items()}, reps, warmup, device)
+    memory = {m: memory_mib(model, batch, device) for m, model in models.items()}
+    return {
+        "model": label,
+        "trainable": {m: count_parameters(model)[0] for m, model in models.items()},
+        "step_s": times,
+        "memory": memory,
+        "step_ratio_to_floor": {m: times[m] / times["frozen"] for m in times},
+        "step_ratio_to_lora": {m: times[m] / times["lora"] for m in times},
+        "memory_ratio_to_floor": {m: memory[m]["total_mib"] / memory["frozen"]["total_mib"] for m in memory},
+        "memory_ratio_to_lora": {m: memory[m]["total_mib"] / memory["lora"]["total_mib"] for m in memory},
+    }
 
 
-def bench_inference(quick: bool, reps: int, warmup: int) -> dict[str, Any]:
-    from peft import get_peft_model
-
-    from .hut import HUTConfig
-
-    base, batch, label = _load("minilm", quick)
-    base.eval()
-    unmerged = get_peft_model(copy.deepcopy(base), HUTConfig(r=8, target_modules=["query", "value"], init="perturbed"))
-    unmerged.eval()
-    merged = copy.deepcopy(unmerged).merge_and_unload()
-    fns = {}
-    for key, model in (("base", base), ("hut_unmerged", unmerged), ("hut_merged", merged)):
-        fns[key] = (lambda m: (lambda: m(**batch)))(model)
+def _perturb(model: nn.Module, seed: int) -> None:
+    """Move every trainable parameter off its init so adapters differ from each other and from the base."""
+    gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        times = _median_interleaved(fns, reps, warmup)
-    return {"model": label, "latency_s": times, "ratio_to_base": {k: v / times["base"] for k, v in times.items()}}
+        for p in model.parameters():
+            if p.requires_grad:
+                p.add_(0.02 * torch.randn(p.shape, generator=gen).to(p.device, p.dtype))
 
 
-def bench_mixed(quick: bool, reps: int, warmup: int, n_adapters: int = 8) -> dict[str, Any]:
+def bench_inference(name: str, reps: int, warmup: int, device: torch.device) -> dict[str, Any]:
+    """Forward latency (eval, no_grad) of the base, HUT unmerged, and HUT merged into the base weights."""
+    from .methods import apply_method, merge_method
+
+    base, batch, label = load_model(name, device)
+    base.eval()
+    unmerged = apply_method("hut", copy.deepcopy(base), preset="paper-glue", shift=False)
+    _perturb(unmerged, SEED + 1)
+    unmerged.eval()
+    merged = merge_method(copy.deepcopy(unmerged)).eval()
+    variants = {"base": base, "hut_unmerged": unmerged, "hut_merged": merged}
+    with torch.no_grad():
+        reference = variants["hut_unmerged"](**batch).last_hidden_state
+        max_diff = (variants["hut_merged"](**batch).last_hidden_state - reference).abs().max().item()
+        times = _interleaved_medians({k: (lambda m=m: m(**batch)) for k, m in variants.items()}, reps, warmup,
+                                     device)
+    return {"model": label, "latency_s": times, "ratio_to_base": {k: v / times["base"] for k, v in times.items()},
+            "merged_max_abs_difference": max_diff}
+
+
+def bench_mixed(name: str, reps: int, warmup: int, device: torch.device, n_adapters: int = N_ADAPTERS
+                ) -> dict[str, Any]:
+    """One batch served with one adapter for every row, against the same batch with a different adapter per
+    row (``adapter_names=[...]``, ``n_adapters`` adapters, equal shares): HUT against peft's LoRA."""
     from peft import LoraConfig, get_peft_model
 
     from .hut import HUTConfig
 
-    base, batch, label = _load("minilm", quick)
-    ids = batch["input_ids"].repeat(n_adapters, 1)[:n_adapters]  # one row per adapter
-    results = {}
-    for method, make in (("hut", lambda: HUTConfig(r=8, target_modules=["query", "value"], init="perturbed")),
-                         ("lora", lambda: LoraConfig(r=8, target_modules=["query", "value"], init_lora_weights=False))):
+    base, batch, label = load_model(name, device)
+    ids = batch["input_ids"]
+    rows = ids.shape[0]
+    if rows % n_adapters:
+        ids = ids.repeat(n_adapters, 1)[: n_adapters * max(1, rows // n_adapters)]
+        rows = ids.shape[0]
+    names = [f"a{i % n_adapters}" for i in range(rows)]
+    configs = {"hut": lambda: HUTConfig(r=8, target_modules=["query", "value"], init="perturbed"),
+               "lora": lambda: LoraConfig(r=8, lora_alpha=16, target_modules=["query", "value"],
+                                          init_lora_weights=False)}
+    if base.config.model_type == "llama":
+        configs = {k: (lambda f=f: _with_targets(f(), ["q_proj", "v_proj"])) for k, f in configs.items()}
+    result: dict[str, Any] = {"model": label, "rows": rows, "adapters": n_adapters}
+    for method, make in configs.items():
+        torch.manual_seed(SEED)
         model = get_peft_model(copy.deepcopy(base), make(), adapter_name="a0")
         for i in range(1, n_adapters):
             model.add_adapter(f"a{i}", make())
         model.eval()
-        names = [f"a{i}" for i in range(n_adapters)]
         fns = {"single": lambda m=model: m(input_ids=ids),
-               "mixed": lambda m=model, n=names: m(input_ids=ids, adapter_names=n)}
+               "mixed": lambda m=model: m(input_ids=ids, adapter_names=names)}
         with torch.no_grad():
-            times = _median_interleaved(fns, reps, warmup)
-        results[method] = {"latency_s": times, "mixed_over_single": times["mixed"] / times["single"]}
-    return {"model": label, "rows": int(ids.shape[0]), "adapters": n_adapters, **results}
+            times = _interleaved_medians(fns, reps, warmup, device)
+        result[method] = {"latency_s": times, "mixed_over_single": times["mixed"] / times["single"]}
+    return result
 
 
-def hardware() -> dict[str, Any]:
-    info = {"cpu": platform.processor() or platform.machine(), "torch": torch.__version__,
-            "threads": torch.get_num_threads(), "cuda": None}
+def _with_targets(config: Any, targets: list[str]) -> Any:
+    config.target_modules = set(targets)
+    return config
+
+
+def hardware(device: torch.device) -> dict[str, Any]:
+    """What the numbers were measured on: CPU model, cores, threads, library versions, GPU if any."""
+    import os
+
+    import peft
+    import transformers
+
+    info: dict[str, Any] = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+                            "threads": torch.get_num_threads(), "torch": torch.__version__,
+                            "transformers": transformers.__version__, "peft": peft.__version__,
+                            "python": platform.python_version(), "device": str(device), "gpu": None}
     try:
-        info["cpu_model"] = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
-                                 if line.startswith("model name"))
+        with open("/proc/cpuinfo") as f:
+            info["cpu_model"] = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    if torch.cuda.is_available():
-        info["cuda"] = torch.cuda.get_device_name(0)
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
     return info
 
 
+# ------------------------------------------------------------------------------------------------- report
 def to_markdown(result: dict[str, Any]) -> str:
-    lines = [f"Hardware: {result['hardware'].get('cpu_model', result['hardware']['cpu'])}, "
-             f"torch {result['hardware']['torch']}, {result['hardware']['threads']} threads.", ""]
+    """The result as markdown tables (one per measurement)."""
+    hw = result["hardware"]
+    lines = [f"Hardware: {hw.get('cpu_model', hw['cpu'])} ({hw['cores']} cores), {hw['threads']} torch threads, "
+             f"device {hw['device']}{' (' + hw['gpu'] + ')' if hw.get('gpu') else ''}; torch {hw['torch']}, "
+             f"transformers {hw['transformers']}, peft {hw['peft']}. Medians of {result['reps']} interleaved "
+             f"repetitions after {result['warmup']} warm-up rounds, seed {result['seed']}.", ""]
     for t in result["training"]:
         lines += [f"**Training step, {t['model']}**", "",
-                  "| method | step (s) | × frozen floor | × LoRA | activations (MiB) | trainable state (MiB) | memory × LoRA |",
-                  "|---|---|---|---|---|---|---|"]
+                  "| method | trainable | step (s) | × floor | × LoRA | saved activations (MiB) | "
+                  "trainable state (MiB) | total memory (MiB) | memory × floor | memory × LoRA |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
         for m in TRAIN_METHODS:
             mem = t["memory"][m]
-            lines.append(f"| {m} | {t['step_s'][m]:.4f} | {t['ratio_to_floor'][m]:.3f} | {t['ratio_to_lora'][m]:.3f} | "
-                         f"{mem['activations_mib']:.1f} | {mem['trainable_state_mib']:.1f} | "
-                         f"{t['memory_ratio_to_lora'][m]:.3f} |")
+            lines.append(
+                f"| {m} | {t['trainable'][m]:,} | {t['step_s'][m]:.4f} | {t['step_ratio_to_floor'][m]:.3f} | "
+                f"{t['step_ratio_to_lora'][m]:.3f} | {mem['saved_activations_mib']:.1f} | "
+                f"{mem['trainable_state_mib']:.1f} | {mem['total_mib']:.1f} | {t['memory_ratio_to_floor'][m]:.3f} | "
+                f"{t['memory_ratio_to_lora'][m]:.3f} |")
         lines.append("")
     inf = result["inference"]
-    lines += [f"**Inference latency, {inf['model']}**", "", "| model | latency (s) | × base |", "|---|---|---|"]
+    lines += [f"**Inference latency (eval, no_grad), {inf['model']}**", "", "| model | latency (s) | × base |",
+              "|---|---|---|"]
     lines += [f"| {k} | {v:.4f} | {inf['ratio_to_base'][k]:.3f} |" for k, v in inf["latency_s"].items()]
+    lines += ["", f"Merged vs unmerged outputs: max |Δ| = {inf['merged_max_abs_difference']:.2e}."]
     mix = result["mixed"]
-    lines += ["", f"**Mixed-adapter batch, {mix['model']}: {mix['rows']} rows, {mix['adapters']} adapters (one per row)**", "",
-              "| method | single adapter (s) | one adapter per row (s) | mixed / single |", "|---|---|---|---|"]
+    lines += ["", f"**Mixed-adapter batch, {mix['model']}: {mix['rows']} rows, {mix['adapters']} adapters "
+                  f"({mix['rows'] // mix['adapters']} rows each)**", "",
+              "| method | one adapter for all rows (s) | a different adapter per row (s) | mixed / single |",
+              "|---|---|---|---|"]
     for m in ("hut", "lora"):
         lines.append(f"| {m} | {mix[m]['latency_s']['single']:.4f} | {mix[m]['latency_s']['mixed']:.4f} | "
                      f"{mix[m]['mixed_over_single']:.3f} |")
     return "\n".join(lines) + "\n"
 
 
-def run_bench(quick: bool = False, models: Optional[list[str]] = None, reps: int = 7, warmup: int = 2) -> dict[str, Any]:
-    torch.manual_seed(0)
-    models = models or ["minilm", "roberta-large-slice", "smollm2"]
-    latency_reps = reps * 3  # forward-only measurements are shorter and noisier
+def run_bench(models: Optional[list[str]] = None, reps: int = 5, warmup: int = 2, quick: bool = False,
+              device: str | torch.device = "cpu") -> dict[str, Any]:
+    """Every measurement in one run. ``quick``: tiny random models and one repetition (for tests).
+
+    Raises:
+        ValueError: Unknown model name, or ``reps`` < 1.
+    """
+    if reps < 1 or warmup < 0:
+        raise ValueError(f"--reps must be >= 1 and warm-up >= 0, got reps={reps}, warmup={warmup}.")
+    dev = torch.device(device)
+    torch.manual_seed(SEED)
     if quick:
-        models, reps, warmup, latency_reps = models[:1], 1, 1, 1
-    result = {"hardware": hardware(), "reps": reps, "warmup": warmup,
-              "training": [bench_training(m, quick, reps, warmup) for m in models],
-              "inference": bench_inference(quick, latency_reps, warmup),
-              "mixed": bench_mixed(quick, latency_reps, warmup)}
+        models, reps, warmup = list(QUICK_MODELS), 1, 1
+    models = list(models or BENCH_MODELS)
+    for name in models:
+        if name not in BENCH_MODELS + QUICK_MODELS:
+            raise ValueError(f"Unknown bench model {name!r}; known: {', '.join(BENCH_MODELS + QUICK_MODELS)}.")
+    encoder = "tiny-bert" if quick else "minilm"
+    latency_reps = reps if quick else 3 * reps  # forward-only calls are short: more of them for a stable median
+    start = time.perf_counter()
+    result = {
+        "hardware": hardware(dev), "seed": SEED, "reps": reps, "warmup": warmup, "quick": quick,
+        "training": [bench_training(m, reps, warmup, dev) for m in models],
+        "inference": bench_inference(encoder, latency_reps, warmup, dev),
+        "mixed": bench_mixed(encoder, latency_reps, warmup, dev),
+    }
+    result["wall_s"] = time.perf_counter() - start
     return result
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--quick", action="store_true", help="Tiny random models and few repetitions (for tests).")
-    parser.add_argument("--models", default="minilm,roberta-large-slice,smollm2",
-                        help="Training-step models: minilm, roberta-large-slice, smollm2.")
-    parser.add_argument("--reps", type=int, default=7, help="Timed repetitions per variant (interleaved).")
-    parser.add_argument("--output", help="Write the results as JSON here (atomically).")
-    parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice).")
+    parser.add_argument("--quick", action="store_true", help="Tiny random models and one repetition (for tests).")
+    parser.add_argument("--models", default=",".join(BENCH_MODELS),
+                        help=f"Training-step models, comma-separated: {', '.join(BENCH_MODELS + QUICK_MODELS)}.")
+    parser.add_argument("--reps", type=int, default=5, help="Timed repetitions per variant, interleaved (default 5).")
+    parser.add_argument("--warmup", type=int, default=2, help="Untimed warm-up rounds (default 2).")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2).")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                        help="cpu or cuda (default: cuda when available).")
+    parser.add_argument("--output", help="Also write the results as JSON here (atomically).")
 
 
 def run(args: argparse.Namespace) -> int:
     """Entry point of `hut-peft bench`."""
+    import warnings
+
     from .train.common import write_json_atomic
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    result = run_bench(args.quick, [m for m in args.models.split(",") if m], args.reps)
+    if args.threads < 1:
+        raise ValueError(f"--threads must be >= 1, got {args.threads}.")
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(args.threads)
+    try:
+        with warnings.catch_warnings():  # peft probes a deprecated transformers attribute on every wrap
+            warnings.filterwarnings("ignore", category=FutureWarning)
+            result = run_bench([m.strip() for m in args.models.split(",") if m.strip()], args.reps, args.warmup,
+                               args.quick, args.device)
+    finally:
+        torch.set_num_threads(previous_threads)  # in-process callers (tests) keep their setting
     print(to_markdown(result))
     if args.output:
         write_json_atomic(Path(args.output), result)

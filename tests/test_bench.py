@@ -1,0 +1,81 @@
+"""The benchmark's measuring tools on hand-made cases, and `bench --quick` end to end (no timing asserted)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from hut_peft.bench import _interleaved_medians, memory_mib, saved_tensor_bytes
+from hut_peft.cli import main
+
+N, K = 3, 6  # rows and features of the hand-made cases
+
+
+class _Chain(nn.Module):
+    """``u = (x ⊙ w1) ⊙ w2``: autograd saves x (for w1's grad) and x ⊙ w1 (for w2's); the loss saves u."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w1, self.w2 = nn.Parameter(torch.ones(K)), nn.Parameter(torch.ones(K))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor]:
+        return (x * self.w1 * self.w2,)
+
+
+class _Shared(nn.Module):
+    """``u = x ⊙ w1 + xᵀᵀ ⊙ w2``: both products save x (one storage, seen through a view the second time)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w1, self.w2 = nn.Parameter(torch.ones(K)), nn.Parameter(torch.ones(K))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor]:
+        return (x * self.w1 + x.t().t() * self.w2,)
+
+
+def test_saved_tensor_bytes_counts_distinct_storages_by_hand():
+    x = torch.randn(N, K)
+    assert saved_tensor_bytes(_Chain(), {"x": x}) == 3 * N * K * 4  # x, x ⊙ w1, and u (for the loss's square)
+    assert saved_tensor_bytes(_Shared(), {"x": x}) == 2 * N * K * 4  # x once, and u
+    frozen = _Chain().requires_grad_(False)
+    assert saved_tensor_bytes(frozen, {"x": x.clone().requires_grad_()}) == 4 * N * K  # only u: w1, w2 are params
+
+
+def test_memory_counts_trainable_state_and_frozen_weights():
+    model = _Chain()
+    model.w2.requires_grad_(False)
+    mem = memory_mib(model, {"x": torch.randn(N, K)}, torch.device("cpu"))
+    mib = 2**20
+    assert mem["trainable_state_mib"] * mib == 4 * K * 4  # w1, its gradient and AdamW's two moments
+    assert mem["frozen_weights_mib"] * mib == K * 4
+    assert mem["saved_activations_mib"] * mib == 2 * N * K * 4  # x (for w1) and u; x ⊙ w1 is not needed
+    assert mem["total_mib"] == pytest.approx(mem["saved_activations_mib"] + 5 * K * 4 / mib)
+
+
+def test_repetitions_are_interleaved_round_robin():
+    calls: list[str] = []
+    fns = {name: (lambda name=name: calls.append(name)) for name in ("a", "b", "c")}
+    medians = _interleaved_medians(fns, reps=2, warmup=1)
+    assert calls == ["a", "b", "c"] * 3 and set(medians) == {"a", "b", "c"}
+
+
+def test_bench_quick_runs_end_to_end(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--quick", "--threads", "1", "--output", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["quick"] and result["hardware"]["threads"] == 1 and result["hardware"]["torch"] == torch.__version__
+    assert [t["model"].split(" (")[0] for t in result["training"]] == ["tiny BERT", "tiny Llama"]
+    for training in result["training"]:
+        assert set(training["step_s"]) == {"frozen", "hut", "lora", "ia3", "full"}
+        assert training["step_ratio_to_floor"]["frozen"] == pytest.approx(1.0)
+        assert training["trainable"]["frozen"] == 0 and training["trainable"]["hut"] > training["trainable"]["ia3"]
+        assert training["memory"]["full"]["trainable_state_mib"] > training["memory"]["hut"]["trainable_state_mib"]
+    assert set(result["inference"]["latency_s"]) == {"base", "hut_unmerged", "hut_merged"}
+    assert result["inference"]["merged_max_abs_difference"] < 1e-4  # merged is the same function
+    assert result["mixed"]["adapters"] == 8 and result["mixed"]["rows"] % 8 == 0
+    stdout = capsys.readouterr().out
+    assert "| hut |" in stdout and "Mixed-adapter batch" in stdout
+    assert main(["bench", "--models", "gpt5"]) == 2 and "Unknown bench model 'gpt5'" in capsys.readouterr().err
