@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import os
 import platform
 import statistics
 import time
@@ -271,8 +272,6 @@ def _with_targets(config: Any, targets: list[str]) -> Any:
 
 def hardware(device: torch.device) -> dict[str, Any]:
     """What the numbers were measured on: CPU model, cores, threads, library versions, GPU if any."""
-    import os
-
     import peft
     import transformers
 
@@ -297,7 +296,9 @@ def to_markdown(result: dict[str, Any]) -> str:
     lines = [f"Hardware: {hw.get('cpu_model', hw['cpu'])} ({hw['cores']} cores), {hw['threads']} torch threads, "
              f"device {hw['device']}{' (' + hw['gpu'] + ')' if hw.get('gpu') else ''}; torch {hw['torch']}, "
              f"transformers {hw['transformers']}, peft {hw['peft']}. Medians of {result['reps']} interleaved "
-             f"repetitions after {result['warmup']} warm-up rounds, seed {result['seed']}.", ""]
+             f"repetitions after {result['warmup']} warm-up rounds, seed {result['seed']}. 1-minute load average "
+             f"at start and end: {_fmt_load(hw.get('loadavg_1min_start_end'))} (other processes share the cores).",
+             ""]
     for t in result["training"]:
         lines += [f"**Training step, {t['model']}**", "",
                   "| method | trainable | step (s) | × floor | × LoRA | saved activations (MiB) | "
@@ -347,6 +348,7 @@ def run_bench(models: Optional[list[str]] = None, reps: int = 5, warmup: int = 2
     encoder = "tiny-bert" if quick else "minilm"
     latency_reps = reps if quick else 3 * reps  # forward-only calls are short: more of them for a stable median
     start = time.perf_counter()
+    load_start = _loadavg()
     result = {
         "hardware": hardware(dev), "seed": SEED, "reps": reps, "warmup": warmup, "quick": quick,
         "training": [bench_training(m, reps, warmup, dev) for m in models],
@@ -354,7 +356,20 @@ def run_bench(models: Optional[list[str]] = None, reps: int = 5, warmup: int = 2
         "mixed": bench_mixed(encoder, latency_reps, warmup, dev),
     }
     result["wall_s"] = time.perf_counter() - start
+    # Other processes on the machine slow every variant alike (interleaving) but widen the noise: record them.
+    result["hardware"]["loadavg_1min_start_end"] = [load_start, _loadavg()]
     return result
+
+
+def _fmt_load(pair: Optional[list[Optional[float]]]) -> str:
+    return " → ".join("n/a" if v is None else f"{v:.2f}" for v in (pair or [None, None]))
+
+
+def _loadavg() -> Optional[float]:
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
