@@ -388,7 +388,7 @@ def run(args: argparse.Namespace) -> int:
     """Entry point of `hut-peft bench`."""
     import warnings
 
-    from .train.common import write_json_atomic
+    from .atomic import write_json_atomic
 
     if args.threads < 1:
         raise ValueError(f"--threads must be >= 1, got {args.threads}.")

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Optional
 
-from .train.common import write_text_atomic
+from .atomic import write_text_atomic
 
 GLUE_COLUMNS = ("sst2", "mrpc", "cola", "qnli", "rte", "stsb")
 GLUE_NAMES = {"sst2": "SST-2", "mrpc": "MRPC", "cola": "CoLA", "qnli": "QNLI", "rte": "RTE", "stsb": "STS-B",

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..train.common import write_text_atomic
+from ..atomic import write_text_atomic
 
 CSV_FILES = {"train": "trainset.csv", "validation": "devset.csv", "test": "testset_w_refs.csv"}
 HUB_DATASET = "tuetschek/e2e_nlg"

@@ -10,29 +10,17 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Union
 
 import torch
 from torch import nn
 
+from ..atomic import atomic_write
 from .registry import RECORD_ATTR, apply_method
 
 WEIGHTS_NAME = "trainable.safetensors"
 RECORD_NAME = "method.json"
-
-
-def _atomic_write(path: Path, write: Any) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _jsonable(value: Any) -> Any:
@@ -60,8 +48,8 @@ def save_trainable(model: nn.Module, folder: Union[str, os.PathLike]) -> Path:
     tensors = {n: p.detach().to("cpu").contiguous().clone() for n, p in model.named_parameters() if p.requires_grad}
     text = json.dumps({**record, "trainable": sum(t.numel() for t in tensors.values())}, indent=2,
                       default=_jsonable)
-    _atomic_write(folder / WEIGHTS_NAME, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
-    _atomic_write(folder / RECORD_NAME, lambda tmp: Path(tmp).write_text(text + "\n"))
+    atomic_write(folder / WEIGHTS_NAME, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt"}))
+    atomic_write(folder / RECORD_NAME, lambda tmp: Path(tmp).write_text(text + "\n"))
     return folder
 
 

@@ -9,7 +9,6 @@ import math
 import os
 import platform
 import statistics
-import tempfile
 import time
 import typing
 from collections.abc import Callable, Sequence
@@ -18,27 +17,9 @@ from typing import Any, Optional, TypeVar
 
 import yaml
 
+from ..atomic import write_json_atomic
+
 C = TypeVar("C")
-
-
-def write_text_atomic(path: str | os.PathLike, text: str) -> None:
-    """Write to a temp file beside ``path`` and rename it over: readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
-    """Atomic JSON (indented, non-JSON values as strings)."""
-    write_text_atomic(path, json.dumps(obj, indent=2, default=str) + "\n")
 
 
 def run_seeds(
