@@ -25,6 +25,7 @@ def test_glue_cli_end_to_end_and_resume(tiny_glue_setup, tmp_path):
     results = json.loads((out / "results.json").read_text())
     assert [r["seed"] for r in results["seeds"]] == [0, 1]
     assert results["settings"]["learning_rate"] > 0 and results["trainable_parameters"] > 0
+    assert results["settings"]["head"] == "cls"  # a plain checkpoint: the paper's [CLS] head
     assert set(results["summary"]["best"]["accuracy"]) == {"mean", "std", "n"}
     assert len(results["seeds"][0]["per_epoch"]) == 2
     assert "torch" in results["environment"]
