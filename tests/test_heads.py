@@ -149,6 +149,8 @@ def test_recipe_defaults_follow_the_head(tmp_path):
     plain = write_tiny_bert_dir(tmp_path / "plain")
     emb = GlueRecipe(task="rte", method="hut", model=str(st)).resolved()
     assert (emb["head"], emb["learning_rate"], emb["epochs"]) == ("embedding", 1e-3, 5)
+    lora = GlueRecipe(task="rte", method="lora", model=str(st)).resolved()
+    assert (lora["learning_rate"], lora["epochs"]) == (5e-4, 5)  # below the cap: the method's own default
     cls = GlueRecipe(task="rte", method="hut", model=str(plain)).resolved()
     assert (cls["head"], cls["learning_rate"], cls["epochs"]) == ("cls", 1e-2, 3)
     forced = GlueRecipe(task="rte", method="hut", model=str(st), head="cls", learning_rate=0.5).resolved()

@@ -213,6 +213,7 @@ def build_report(roots: list[str], output: Path, gflops: Optional[dict[str, floa
     figure(results, fig_path, gflops or {})
     parts = [preamble.strip() + "\n" if preamble else "", glue_markdown(results),
              f"\n![Average score against GFLOPs]({fig_path.name})\n",
+             glue_markdown(results, table="embedding-head", title="Table 1 with the embedding head"),
              ablation_markdown(results, "targets", "Table 4 (where to apply HUT)"),
              ablation_markdown(results, "rank", "Table 5 (rank r)"), e2e_markdown(results)]
     sources = "\n".join(f"- `{r['_path']}`" for r in results)
