@@ -6,9 +6,9 @@ The embedding head uses them that way, as sentence-transformers' own classificat
 Reimers & Gurevych 2019): each sentence is encoded alone and mean-pooled, and a linear classifier reads
 ``(|u - v|, u ⊙ v)`` for a pair, ``u`` for a single sentence. The pair features are the symmetric half of
 SBERT's and InferSent's ``(u, v, |u - v|, u ⊙ v)``: they describe how the sentences relate (``Σ u ⊙ v`` is
-their dot product), not what they are about, which is what a few hundred examples can teach (measured on RTE,
-docs/glue.md). The encoder is the transformers model inside, so every method of the registry (HUT included)
-adapts it and merges the same way.
+their dot product), not what they are about; on RTE from 512 examples they did better than all four (59.2%
+against 56.0%, one seed; docs/glue.md). The encoder is the transformers model inside, so every method of the
+registry (HUT included) adapts it and merges the same way.
 """
 
 from __future__ import annotations
