@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Optional
 
-from .atomic import write_text_atomic
+from .atomic import atomic_write, write_text_atomic
 
 GLUE_COLUMNS = ("sst2", "mrpc", "cola", "qnli", "rte", "stsb")
 GLUE_NAMES = {"sst2": "SST-2", "mrpc": "MRPC", "cola": "CoLA", "qnli": "QNLI", "rte": "RTE", "stsb": "STS-B",
@@ -195,11 +195,10 @@ def figure(results: list[dict[str, Any]], path: Path, gflops: dict[str, float]) 
     for ax in (left, right):
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    tmp.replace(path)
+    try:
+        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
+    finally:
+        plt.close(fig)
     return path
 
 
