@@ -67,3 +67,36 @@ def test_torchrun_two_cpu_processes_match_single_process(tiny_glue_setup, tmp_pa
     assert abs(two["summary"]["final"]["accuracy"]["mean"] - one["summary"]["final"]["accuracy"]["mean"]) <= 0.25
     written = sorted(p.name for p in (tmp_path / "two").rglob("*.json"))
     assert written.count("results.json") == 1 and written.count("metrics.json") == 1
+
+
+def test_precision_resolution_and_errors(monkeypatch):
+    import pytest
+    import torch
+
+    from hut_peft.train import common
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(common, "native_bf16", lambda: True)
+    assert common.resolve_precision("auto") == "bf16"
+    monkeypatch.setattr(common, "native_bf16", lambda: False)
+    assert common.resolve_precision("auto") == "fp32"
+    assert common.resolve_precision("bf16") == "bf16"  # asked for: honoured even where it is emulated
+    with pytest.raises(ValueError, match="fp16 needs a CUDA GPU"):
+        common.resolve_precision("fp16")
+    with pytest.raises(ValueError, match="--precision must be one of auto, bf16, fp16, fp32"):
+        common.resolve_precision("half")
+
+
+def test_head_optimizer_gives_the_head_its_own_rate():
+    import pytest
+    from torch import nn
+
+    from hut_peft.train.glue import head_optimizer
+
+    model = nn.ModuleDict({"encoder": nn.Linear(4, 4), "classifier": nn.Linear(4, 2)})
+    opt = head_optimizer(model, 1e-4, 1e-3, 0.0)
+    ids = [{id(p) for p in g["params"]} for g in opt.param_groups]
+    assert ids == [{id(p) for p in model["encoder"].parameters()}, {id(p) for p in model["classifier"].parameters()}]
+    assert [g["lr"] for g in opt.param_groups] == [1e-4, 1e-3]
+    with pytest.raises(ValueError, match="no trainable 'classifier' or 'score' head"):
+        head_optimizer(nn.ModuleDict({"encoder": nn.Linear(4, 4)}), 1e-4, 1e-3, 0.0)

@@ -100,3 +100,47 @@ def test_measured_gflops_for_the_figure():
     g = measured_gflops(["hut", "lora", "full", "not-a-method"], seq_len=16)
     assert set(g) == {"hut", "lora", "full"}
     assert g["hut"] < g["lora"] < g["full"]  # flop_counter counts matmuls: HUT adds none, LoRA two thin ones
+
+
+def test_lr_grid_selects_on_the_first_seed_and_reuses_it(tiny_glue_setup, tmp_path):
+    """Stage 1 runs each rate on seed 0; stage 2 runs the winner on every seed without retraining seed 0."""
+    from hut_peft.sweep import select_lr
+
+    model, data = tiny_glue_setup
+    out = tmp_path / "runs"
+    spec = _spec(model, data, out)
+    spec["seeds"] = "0,1"
+    spec["variants"] = [{"label": "hut", "method": "hut", "lr_grid": [1e-3, 1e-1]},
+                        {"label": "hut-fp32", "method": "hut", "lr_from": "hut", "precision": "fp32",
+                         "table": "precision"}]
+    listed = [(c.name, s) for c, s in run_sweep(spec, dry_run=True)]
+    assert listed == [("main/rte/hut/lr=0.001", "to run"), ("main/rte/hut/lr=0.1", "to run"),
+                      ("main/rte/hut", "waiting for its learning-rate grid"),
+                      ("precision/rte/hut-fp32", "waiting for its learning-rate grid")]
+    assert [s for _, s in run_sweep(spec)] == ["ran", "ran", "ran", "ran"]
+    grid_cell = plan(spec)[0]
+    selection = select_lr(grid_cell, out)
+    scores = {lr: json.loads((out / "main" / "rte" / "hut" / f"lr={lr:g}" / "results.json").read_text())
+              ["summary"]["best"]["accuracy"]["mean"] for lr in (1e-3, 1e-1)}
+    assert selection["chosen"] == max(sorted(scores), key=scores.get)
+    final = json.loads((out / "main" / "rte" / "hut" / "results.json").read_text())
+    assert [r["seed"] for r in final["seeds"]] == [0, 1]
+    assert final["settings"]["learning_rate"] == selection["chosen"]
+    assert final["config"]["tags"]["lr_selection"]["chosen"] == selection["chosen"]
+    probe = json.loads((out / "main" / "rte" / "hut" / f"lr={selection['chosen']:g}" / "seed-0" / "metrics.json")
+                       .read_text())
+    assert final["seeds"][0] == probe  # seed 0 is the grid's run, not a second training
+    fp32 = json.loads((out / "precision" / "rte" / "hut-fp32" / "results.json").read_text())
+    assert fp32["settings"]["learning_rate"] == selection["chosen"] and fp32["settings"]["precision"] == "fp32"
+    assert all(r["train_tokens_per_s"] > 0 and r["train_tokens"] > 0 for r in final["seeds"])
+    assert [s for _, s in run_sweep(spec)] == ["done"] * 4
+
+
+def test_lr_grid_errors_name_the_variant():
+    base = {"recipe": "glue", "tasks": ["rte"]}
+    with pytest.raises(ValueError, match="'hut': lr_grid must be a list of positive numbers"):
+        plan({**base, "variants": [{"label": "hut", "method": "hut", "lr_grid": [0.1, -1]}]})
+    with pytest.raises(ValueError, match="at most one of lr_grid, lr_from, learning_rate"):
+        plan({**base, "variants": [{"method": "hut", "lr_grid": [0.1], "learning_rate": 0.1}]})
+    with pytest.raises(ValueError, match="lr_from 'lora' names no variant with an lr_grid"):
+        plan({**base, "variants": [{"method": "hut", "lr_from": "lora"}]})

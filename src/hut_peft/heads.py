@@ -114,7 +114,8 @@ class PairCollator:
         self.tokenizer = tokenizer
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        firsts = [{k: v for k, v in f.items() if k != "label" and not k.endswith(SECOND)} for f in features]
+        firsts = [{k: v for k, v in f.items() if k not in ("label", "length") and not k.endswith(SECOND)}
+                  for f in features]
         batch = dict(self.tokenizer.pad(firsts, return_tensors="pt"))
         if any(k.endswith(SECOND) for k in features[0]):
             seconds = [{k.removesuffix(SECOND): v for k, v in f.items() if k.endswith(SECOND)} for f in features]

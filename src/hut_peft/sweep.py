@@ -10,11 +10,19 @@ A sweep file::
     per_task: {sst2: {max_train_samples: 2000}}
     variants:                         # a name is a method; a mapping sets a label, a table and overrides
       - hut
-      - lora
+      - {label: lora, method: lora, lr_grid: [3e-4, 1e-3, 3e-3]}
+      - {label: bitfit, method: bitfit, lr_grid: [3e-4, 1e-3], seeds: "0"}
+      - {label: hut-fp32, method: hut, precision: fp32, lr_from: hut, table: precision, only_tasks: [rte]}
       - {label: hut-r1, method: hut, method_options: {r: 1}, table: rank}
 
 A cell is (task, variant); it writes ``<output_dir>/<table>/<task>/<label>/results.json``. Finished seeds
 and finished cells are skipped, so an interrupted sweep continues where it stopped.
+
+A variant with ``lr_grid`` runs in two stages: one cell per learning rate on the first seed
+(``<label>/lr=<value>/``), then, once they are all finished, the cell itself on every seed at the rate whose
+headline (the best-epoch primary metric for GLUE, BLEU for E2E) was highest; the grid's run of the first seed
+is reused, not trained again. The selection is kept in the cell's ``results.json`` (``lr_selection``).
+``lr_from: <label>`` gives a variant the rate chosen for another variant of the same task.
 """
 
 from __future__ import annotations
@@ -33,15 +41,29 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class Cell:
-    """One recipe run: a variant on a task, over the sweep's seeds."""
+    """One recipe run: a variant on a task, over the sweep's seeds.
+
+    ``grid`` lists the learning-rate cells whose winner this cell runs at (empty: its rate is fixed);
+    ``lr_from`` names another cell of the same task whose chosen rate this one takes.
+    """
 
     table: str
     task: Optional[str]
     label: str
     fields: dict[str, Any] = field(default_factory=dict)
+    grid: list[Cell] = field(default_factory=list)
+    lr_from: Optional[str] = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.table}/{self.task or 'e2e'}/{self.label}"
 
     def output_dir(self, root: Path) -> Path:
         return root / self.table / (self.task or "e2e") / self.label
+
+
+def lr_label(lr: float) -> str:
+    return f"lr={lr:g}"
 
 
 def plan(spec: dict[str, Any]) -> list[Cell]:
@@ -57,23 +79,63 @@ def plan(spec: dict[str, Any]) -> list[Cell]:
         raise ValueError("sweep: a glue sweep needs 'tasks', e.g. [rte, mrpc].")
     seeds = str(spec.get("seeds", "0"))
     parse_seeds(seeds)
-    cells = []
+    cells: list[Cell] = []
     for task in tasks:
         for variant in variants:
             v = {"method": variant} if isinstance(variant, str) else dict(variant)
             if "method" not in v:
                 raise ValueError(f"sweep: variant {variant!r} has no 'method'.")
+            only = v.pop("only_tasks", None)
+            if only is not None and task not in only:
+                continue
             label = v.pop("label", v["method"])
             table = v.pop("table", "main")
+            grid, lr_from = v.pop("lr_grid", None), v.pop("lr_from", None)
+            cell_seeds = str(v.pop("seeds", seeds))
+            parse_seeds(cell_seeds)
+            if grid is not None and (not isinstance(grid, list) or not grid
+                                     or not all(isinstance(x, (int, float)) and x > 0 for x in grid)):
+                raise ValueError(f"sweep: variant {label!r}: lr_grid must be a list of positive numbers, got {grid!r}.")
+            if sum(x is not None for x in (grid, lr_from, v.get("learning_rate"))) > 1:
+                raise ValueError(f"sweep: variant {label!r}: give at most one of lr_grid, lr_from, learning_rate.")
             fields = {**spec.get("common", {}), **spec.get("per_task", {}).get(task, {}), **v}
-            fields.update(seeds=seeds, tags={"label": label, "table": table}, resume=True)
+            fields.update(seeds=cell_seeds, tags={"label": label, "table": table}, resume=True)
             if task:
                 fields["task"] = task
-            cells.append(Cell(table=table, task=task, label=label, fields=fields))
+            cell = Cell(table=table, task=task, label=label, fields=fields, lr_from=lr_from)
+            for lr in grid or []:
+                probe = {**fields, "learning_rate": float(lr), "seeds": str(parse_seeds(cell_seeds)[0]),
+                         "tags": {**fields["tags"], "lr_grid_of": label}}
+                cell.grid.append(Cell(table=table, task=task, label=f"{label}/{lr_label(float(lr))}", fields=probe))
+            cells.append(cell)
     labels = [(c.table, c.task, c.label) for c in cells]
     if len(set(labels)) != len(labels):
         raise ValueError("sweep: two variants share a label in the same table; give each a distinct 'label'.")
+    by_task = {(c.task, c.label) for c in cells if c.grid}
+    for c in cells:
+        if c.lr_from is not None and (c.task, c.lr_from) not in by_task:
+            raise ValueError(f"sweep: variant {c.label!r}: lr_from {c.lr_from!r} names no variant with an lr_grid.")
     return cells
+
+
+def headline(results: dict[str, Any]) -> float:
+    """The number a learning rate is chosen by: GLUE's best-epoch primary metric, or E2E's BLEU (means)."""
+    if results.get("recipe") == "e2e":
+        return results["summary"]["BLEU"]["mean"]
+    return results["summary"]["best"][results["primary_metric"]]["mean"]
+
+
+def select_lr(cell: Cell, root: Path) -> Optional[dict[str, Any]]:
+    """The grid's scores and the winning rate (ties: the smaller rate), or None while a grid cell is unfinished."""
+    scores = {}
+    for probe in cell.grid:
+        if not is_finished(probe, root):
+            return None
+        results = json.loads((probe.output_dir(root) / "results.json").read_text())
+        scores[probe.fields["learning_rate"]] = headline(results)
+    chosen = max(sorted(scores), key=lambda lr: scores[lr])
+    return {"grid": {lr_label(lr): score for lr, score in sorted(scores.items())}, "chosen": chosen,
+            "seed": parse_seeds(cell.fields["seeds"])[0]}
 
 
 def is_finished(cell: Cell, root: Path) -> bool:
@@ -91,21 +153,58 @@ def run_sweep(spec: dict[str, Any], dry_run: bool = False) -> list[tuple[Cell, s
 
     root = Path(spec.get("output_dir", "runs/sweep"))
     recipe_cls, runner = (GlueRecipe, run_glue) if spec["recipe"] == "glue" else (E2ERecipe, run_e2e)
-    report = []
-    for cell in plan(spec):
-        name = f"{cell.table}/{cell.task or 'e2e'}/{cell.label}"
+    cells = plan(spec)
+    graded = {(c.task, c.label): c for c in cells if c.grid}
+    report: list[tuple[Cell, str]] = []
+
+    def run_cell(cell: Cell, fields: dict[str, Any]) -> None:
+        print(f"== {cell.name}", flush=True)
+        runner(recipe_cls(**{**fields, "output_dir": str(cell.output_dir(root))}))
+
+    for cell in cells:
+        for probe in cell.grid:  # stage 1: the learning-rate grid on the first seed
+            if is_finished(probe, root):
+                report.append((probe, "done"))
+            elif dry_run:
+                report.append((probe, "to run"))
+            else:
+                run_cell(probe, probe.fields)
+                report.append((probe, "ran"))
         if is_finished(cell, root):
             report.append((cell, "done"))
-            logger.info("skip %s (finished)", name)
+            logger.info("skip %s (finished)", cell.name)
+            continue
+        source = cell if cell.grid else graded.get((cell.task, cell.lr_from))
+        selection = select_lr(source, root) if source is not None else None
+        if source is not None and selection is None:
+            report.append((cell, "waiting for its learning-rate grid" if dry_run else "skipped: grid unfinished"))
             continue
         if dry_run:
             report.append((cell, "to run"))
             continue
-        recipe = recipe_cls(**{**cell.fields, "output_dir": str(cell.output_dir(root))})
-        print(f"== {name}", flush=True)
-        runner(recipe)
+        fields = dict(cell.fields)
+        if selection is not None:
+            fields["learning_rate"] = selection["chosen"]
+            fields["tags"] = {**fields["tags"], "lr_selection": {**selection, "of": source.label}}
+        if cell.grid:  # stage 2 reuses the grid's run of the first seed at the chosen rate
+            _reuse_seed(next(p for p in cell.grid if p.fields["learning_rate"] == selection["chosen"]), cell, root,
+                        selection["seed"])
+        run_cell(cell, fields)
         report.append((cell, "ran"))
     return report
+
+
+def _reuse_seed(probe: Cell, cell: Cell, root: Path, seed: int) -> None:
+    """Copy a finished grid cell's record of ``seed`` into the cell, so ``resume`` does not train it again."""
+    from .atomic import write_text_atomic
+
+    target = cell.output_dir(root) / f"seed-{seed}" / "metrics.json"
+    source = probe.output_dir(root) / f"seed-{seed}"
+    if not target.is_file():
+        write_text_atomic(target, (source / "metrics.json").read_text())
+    for name in ("references.txt", "predictions.txt"):  # E2E outputs, named in the record
+        if (source / name).is_file() and not (target.parent / name).is_file():
+            write_text_atomic(target.parent / name, (source / name).read_text())
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -120,5 +219,5 @@ def run(args: argparse.Namespace) -> int:
     if args.output_dir:
         spec["output_dir"] = args.output_dir
     for cell, status in run_sweep(spec, dry_run=args.dry_run):
-        print(f"{status:7s} {cell.table}/{cell.task or 'e2e'}/{cell.label}")
+        print(f"{status:7s} {cell.name}")
     return 0

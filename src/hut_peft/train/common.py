@@ -65,8 +65,54 @@ def write_results(out: Path, recipe_name: str, config: dict[str, Any], settings:
     return results
 
 
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+
+
+def native_bf16() -> bool:
+    """Whether this machine computes bf16 natively: a CUDA GPU that supports it, else a CPU with AVX-512 BF16
+    or AMX (oneDNN then runs bf16 matmuls at about twice fp32's rate; elsewhere bf16 on a CPU is emulated)."""
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
+    cpu = torch.cpu
+    return any(getattr(cpu, probe, lambda: False)() for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+
+
+def resolve_precision(name: str) -> str:
+    """``auto`` → ``bf16`` autocast where the device computes it natively, else ``fp32``.
+
+    Mixed precision here is autocast only: the model's parameters, adapters included, and the optimizer state stay
+    fp32; matmuls run in bf16 (fp16 with a loss scaler on GPUs).
+
+    Raises:
+        ValueError: an unknown name, or fp16 without a GPU (CPU autocast has no fp16 loss scaling).
+    """
+    import torch
+
+    if name not in PRECISIONS:
+        raise ValueError(f"--precision must be one of {', '.join(PRECISIONS)}, got {name!r}.")
+    if name == "auto":
+        return "bf16" if native_bf16() else "fp32"
+    if name == "fp16" and not torch.cuda.is_available():
+        raise ValueError("--precision fp16 needs a CUDA GPU; on a CPU use bf16 (or auto, which picks it where native).")
+    return name
+
+
+def autocast(precision: str, device: Any):
+    """The autocast context of a resolved precision on ``device`` (a no-op for fp32)."""
+    import contextlib
+
+    import torch
+
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
+
+
 def training_arguments(seed_dir: Path, seed: int, settings: dict[str, Any], recipe: Any, **extra: Any):
-    """transformers' TrainingArguments shared by the recipes: AdamW, linear schedule, CPU/GPU, gloo under torchrun."""
+    """transformers' TrainingArguments shared by the recipes: AdamW, linear schedule, CPU/GPU, gloo under torchrun,
+    autocast in ``settings["precision"]``, batches grouped by length when ``settings["group_by_length"]``."""
     import torch
     from transformers import TrainingArguments
 
@@ -87,8 +133,38 @@ def training_arguments(seed_dir: Path, seed: int, settings: dict[str, Any], reci
         use_cpu=not torch.cuda.is_available(),
         ddp_backend=ddp_backend(),
         dataloader_num_workers=0,
+        bf16=settings["precision"] == "bf16",
+        fp16=settings["precision"] == "fp16",
+        train_sampling_strategy="group_by_length" if settings["group_by_length"] else "random",
         **extra,
     )
+
+
+def throughput_callback(tokens_per_epoch: int):
+    """A ``TrainerCallback`` that measures training tokens per second: real (unpadded) tokens over the time spent
+    in ``Trainer.train`` less the time spent evaluating, counted from where a resumed run starts.
+
+    Read ``callback.result()`` after training: ``{"train_tokens", "train_time_s", "train_tokens_per_s"}``.
+    """
+    from transformers import TrainerCallback
+
+    class Throughput(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.start_epoch, self.started, self.eval_s, self.elapsed = state.epoch or 0.0, time.perf_counter(), 0.0, 0.0
+
+        def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+            self.eval_s += (metrics or {}).get("eval_runtime", 0.0)
+
+        def on_train_end(self, args, state, control, **kwargs):
+            self.elapsed = time.perf_counter() - self.started - self.eval_s
+            self.epochs = (state.epoch or 0.0) - self.start_epoch
+
+        def result(self) -> dict[str, float]:
+            tokens = tokens_per_epoch * self.epochs
+            return {"train_tokens": int(tokens), "train_time_s": self.elapsed,
+                    "train_tokens_per_s": tokens / self.elapsed if self.elapsed > 0 else 0.0}
+
+    return Throughput()
 
 
 def environment_info() -> dict[str, Any]:

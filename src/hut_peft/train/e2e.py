@@ -17,10 +17,12 @@ from typing import Any, Optional
 
 from .common import (
     add_dataclass_arguments,
+    autocast,
     config_from_args,
     mean_std,
     parse_seeds,
     run_seeds,
+    throughput_callback,
     training_arguments,
     write_results,
 )
@@ -52,6 +54,13 @@ class E2ERecipe:
     label_smoothing: Optional[float] = field(default=None, metadata={"help": "Label smoothing (default 0.1)."})
     dropout: Optional[float] = field(default=None, metadata={"help": "Set the model's dropout (paper: 0.1)."})
     max_length: int = field(default=128, metadata={"help": "Max tokens of prompt + reference."})
+    precision: str = field(
+        default="auto", metadata={"help": "'auto' (bf16 autocast for training and decoding where the CPU or GPU "
+                                          "computes bf16 natively, else fp32), 'bf16', 'fp16' (GPU) or 'fp32'."}
+    )
+    group_by_length: bool = field(
+        default=True, metadata={"help": "Batch training pairs of similar length together (less padding)."}
+    )
     seeds: str = field(default="0", metadata={"help": "Seeds, e.g. '0' or '0,1,2'."})
     max_train_samples: Optional[int] = field(default=None, metadata={"help": "Train on a seeded subset of pairs."})
     max_eval_mrs: Optional[int] = field(default=None, metadata={"help": "Decode only the first N distinct MRs."})
@@ -81,6 +90,7 @@ class E2ERecipe:
     def resolved(self) -> dict[str, Any]:
         """Hyper-parameters used: explicit flags > preset > method default lr > recipe defaults."""
         from ..methods import get_method
+        from .common import resolve_precision
         from .presets import e2e_preset
 
         settings: dict[str, Any] = {
@@ -94,6 +104,7 @@ class E2ERecipe:
             if name != "method_options" and getattr(self, name, None) is not None:
                 settings[name] = getattr(self, name)
         settings["method_options"] = {**settings["method_options"], **self.method_options}
+        settings.update(precision=resolve_precision(self.precision), group_by_length=self.group_by_length)
         return settings
 
 
@@ -159,7 +170,7 @@ def decode(model, tokenizer, mrs: list[str], settings: dict[str, Any], recipe: E
         chunk = mrs[start:start + recipe.decode_batch_size]
         batch = tokenizer([prompt_text(mr) for mr in chunk], return_tensors="pt", padding=True,
                           add_special_tokens=False).to(model.device)
-        with torch.no_grad():
+        with torch.no_grad(), autocast(settings["precision"], model.device):
             generated = model.generate(
                 **batch, num_beams=settings["num_beams"], length_penalty=settings["length_penalty"],
                 no_repeat_ngram_size=settings["no_repeat_ngram_size"], max_new_tokens=recipe.max_new_tokens,
@@ -194,7 +205,7 @@ def run_seed(recipe: E2ERecipe, seed: int, settings: dict[str, Any], seed_dir: P
         groups = groups[: recipe.max_eval_mrs]
 
     trainable = total = None
-    train_loss, steps, train_time = None, 0, 0.0
+    train_loss, steps, train_time, speed_record = None, 0, 0.0, {}
     if recipe.train:
         import random
 
@@ -202,6 +213,7 @@ def run_seed(recipe: E2ERecipe, seed: int, settings: dict[str, Any], seed_dir: P
         if recipe.max_train_samples and recipe.max_train_samples < len(pairs):
             pairs = random.Random(seed).sample(pairs, recipe.max_train_samples)
         train = Dataset.from_list([encode_pair(tokenizer, p.mr, p.ref, recipe.max_length) for p in pairs])
+        train = train.map(lambda row: {"length": len(row["input_ids"])})  # the length-grouped sampler's key
         model = apply_method(recipe.method, model, task_type="CAUSAL_LM", preset=recipe.method_preset,
                              **settings["method_options"])
         trainable, total = count_parameters(model)
@@ -212,13 +224,14 @@ def run_seed(recipe: E2ERecipe, seed: int, settings: dict[str, Any], seed_dir: P
             label_smoothing_factor=settings["label_smoothing"],
             remove_unused_columns=False,
         )
-        trainer = Trainer(model=model, args=args, train_dataset=train,
+        speed = throughput_callback(sum(train["length"]))
+        trainer = Trainer(model=model, args=args, train_dataset=train, callbacks=[speed],
                           data_collator=CausalLMCollator(tokenizer.pad_token_id))
         resume = recipe.resume and any(seed_dir.glob("checkpoint-*"))
         start = time.perf_counter()
         out = trainer.train(resume_from_checkpoint=True if resume else None)
         train_time = time.perf_counter() - start
-        train_loss, steps = out.training_loss, trainer.state.global_step
+        train_loss, steps, speed_record = out.training_loss, trainer.state.global_step, speed.result()
         if not trainer.is_world_process_zero():
             return {"_is_main": False}
         if recipe.merge_for_decoding and get_method(recipe.method).merges:
@@ -238,6 +251,7 @@ def run_seed(recipe: E2ERecipe, seed: int, settings: dict[str, Any], seed_dir: P
         "train_loss": train_loss,
         "train_steps": steps,
         "train_time_s": train_time,
+        **{k: v for k, v in speed_record.items() if k != "train_time_s"},
         "decode_time_s": decode_time,
         "eval_mrs": len(groups),
         "trainable_parameters": trainable,

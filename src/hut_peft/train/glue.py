@@ -20,6 +20,7 @@ from .common import (
     mean_std,
     parse_seeds,
     run_seeds,
+    throughput_callback,
     training_arguments,
     write_results,
 )
@@ -57,6 +58,18 @@ class GlueRecipe:
     epochs: Optional[float] = field(default=None, metadata={"help": "Training epochs (default 3)."})
     batch_size: Optional[int] = field(default=None, metadata={"help": "Per-device batch size (default 16)."})
     max_length: Optional[int] = field(default=None, metadata={"help": "Max tokens per example (default 128)."})
+    head_learning_rate: Optional[float] = field(
+        default=None, metadata={"help": "Learning rate of the new task head (classifier); default: the method's. "
+                                        "A fixed value gives every method the same head training."}
+    )
+    precision: str = field(
+        default="auto", metadata={"help": "'auto' (bf16 autocast where the CPU or GPU computes bf16 natively, else "
+                                          "fp32), 'bf16', 'fp16' (GPU) or 'fp32'. Parameters and optimizer state "
+                                          "stay fp32."}
+    )
+    group_by_length: bool = field(
+        default=True, metadata={"help": "Batch examples of similar length together (less padding, same epochs)."}
+    )
     warmup_ratio: float = field(default=0.06, metadata={"help": "Linear warm-up share of the steps."})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
     seeds: str = field(default="0", metadata={"help": "Seeds, e.g. '0' or '0,1,2' or '0-4'."})
@@ -93,6 +106,7 @@ class GlueRecipe:
         from ..heads import resolve_head
         from ..methods import get_method
         from ..models import DEFAULT_ENCODER, resolve_model
+        from .common import resolve_precision
         from .presets import glue_preset
 
         method = get_method(self.method)
@@ -101,7 +115,10 @@ class GlueRecipe:
         lr = min(method.default_lr, EMBEDDING_HEAD_MAX_LR) if embedding else method.default_lr
         base: dict[str, Any] = {"head": head, "learning_rate": lr,
                                 "epochs": 5 if embedding else 3, "batch_size": 16, "max_length": 128,
-                                "warmup_ratio": self.warmup_ratio, "method_options": {}}
+                                "warmup_ratio": self.warmup_ratio, "method_options": {},
+                                "head_learning_rate": self.head_learning_rate,
+                                "precision": resolve_precision(self.precision),
+                                "group_by_length": self.group_by_length}
         if self.preset:
             base.update(glue_preset(self.preset, self.method, self.task))
         for name in ("learning_rate", "epochs", "batch_size", "max_length"):
@@ -128,8 +145,24 @@ def _tokenize(dataset, tokenizer, task, max_length: int, head: str):
         return out
 
     keep = {"label"}
-    return dataset.map(encode, batched=True, remove_columns=[c for c in dataset.column_names if c not in keep],
-                       desc=f"Tokenising {task}")
+    encoded = dataset.map(encode, batched=True, remove_columns=[c for c in dataset.column_names if c not in keep],
+                          desc=f"Tokenising {task}")
+    # Tokens per example (both sentences): the length-grouped sampler's key and the throughput's count.
+    return encoded.map(lambda row: {"length": len(row["input_ids"]) + len(row.get("input_ids" + SECOND) or [])})
+
+
+def head_optimizer(model, learning_rate: float, head_learning_rate: float, weight_decay: float):
+    """AdamW with the task head (parameters under a ``classifier`` or ``score`` module) at its own rate."""
+    import torch
+
+    head, body = [], []
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            (head if {"classifier", "score"} & set(name.split(".")) else body).append(param)
+    if not head:
+        raise ValueError("--head-learning-rate: this model has no trainable 'classifier' or 'score' head.")
+    groups = [{"params": body, "lr": learning_rate}, {"params": head, "lr": head_learning_rate}]
+    return torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=weight_decay)
 
 
 def run_seed(recipe: GlueRecipe, seed: int, settings: dict[str, Any], seed_dir: Path) -> dict[str, Any]:
@@ -188,7 +221,13 @@ def run_seed(recipe: GlueRecipe, seed: int, settings: dict[str, Any], seed_dir: 
         warmup_steps=float(settings["warmup_ratio"]),  # transformers 5: a float < 1 is a ratio
         weight_decay=recipe.weight_decay,
         eval_strategy="epoch" if recipe.eval_every_epoch else "no",
+        remove_unused_columns=head == "cls",  # the pair collator keeps what the embedding head reads
     )
+    speed = throughput_callback(sum(train["length"]))
+    optimizer = None
+    if settings["head_learning_rate"] is not None:
+        optimizer = head_optimizer(model, settings["learning_rate"], settings["head_learning_rate"],
+                                   recipe.weight_decay)
     trainer = Trainer(
         model=model,
         args=args,
@@ -196,6 +235,8 @@ def run_seed(recipe: GlueRecipe, seed: int, settings: dict[str, Any], seed_dir: 
         eval_dataset=dev,
         data_collator=collator,
         compute_metrics=compute_metrics,
+        callbacks=[speed],
+        optimizers=(optimizer, None),
     )
     resume = recipe.resume and any(seed_dir.glob("checkpoint-*"))
     start = time.perf_counter()
@@ -215,6 +256,7 @@ def run_seed(recipe: GlueRecipe, seed: int, settings: dict[str, Any], seed_dir: 
         "per_epoch": per_epoch,
         "train_loss": train_out.training_loss,
         "train_steps": trainer.state.global_step,
+        **speed.result(),
         "trainable_parameters": trainable,
         "total_parameters": total,
         "wall_time_s": elapsed,
