@@ -92,7 +92,7 @@ def glue_rows(results: list[dict[str, Any]], table: str) -> dict[str, dict[str, 
     """label -> {task: stats of the headline metric (best epoch), 'params': trainable, 'model': name}."""
     rows: dict[str, dict[str, Any]] = defaultdict(dict)
     for res in results:
-        if res.get("recipe") != "glue" or _table(res) != table:
+        if res.get("recipe") != "glue" or _table(res) != table or "lr_grid_of" in res["config"].get("tags", {}):
             continue
         cfg, key = res["config"], res["primary_metric"]
         row = rows[_label(res)]
@@ -162,75 +162,109 @@ def measured_gflops(methods: Iterable[str], arch: str = "minilm-l6", seq_len: in
     return {row.method: row.train_step_gflops for row in rows if row.method in names}
 
 
+def _base(label: str) -> str:
+    """The method a row belongs to ("padapter (3.0M)" -> "padapter"): one colour per method in both panels."""
+    return label.split(" ")[0]
+
+
 def figure(results: list[dict[str, Any]], path: Path, gflops: dict[str, float]) -> Path:
-    """Figure 3 as the paper draws it (average GLUE score against GFLOPs), ours beside the paper's."""
+    """Figure 3 as the paper draws it (average GLUE score against GFLOPs), ours beside the paper's.
+
+    Each method keeps one colour in both panels and a variant of it (the paper's adapter sizes) one marker; names
+    go in a legend under the panels, so labels never overlap points or each other.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for label, g in PAPER_TABLE2_GFLOPS.items():
-        scores = PAPER_TABLE1[label][1]
-        left.scatter(g, sum(scores.values()) / len(scores), s=40)
-        left.annotate(label, (g, sum(scores.values()) / len(scores)), fontsize=8, xytext=(4, 3),
-                      textcoords="offset points")
-    left.set(title="Paper (RoBERTa-large, Tables 1–2)", xlabel="GFLOPs (paper's accounting)",
-             ylabel="average GLUE score")
     rows = glue_rows(results, "main")
     tasks = [t for t in GLUE_COLUMNS if any(t in r for r in rows.values())]
-    plotted = 0
+    ours = {}
     for label, row in rows.items():
         means = [row[t]["mean"] for t in tasks if row.get(t) and row[t].get("n")]
-        if label not in gflops or len(means) != len(tasks) or not tasks:
-            continue
-        avg = 100 * sum(means) / len(means)
-        right.scatter(gflops[label], avg, s=40)
-        right.annotate(label, (gflops[label], avg), fontsize=8, xytext=(4, 3), textcoords="offset points")
-        plotted += 1
+        if label in gflops and tasks and len(means) == len(tasks):
+            ours[label] = (gflops[label], 100 * sum(means) / len(means))
+    paper = {label: (g, sum(PAPER_TABLE1[label][1].values()) / len(PAPER_TABLE1[label][1]))
+             for label, g in PAPER_TABLE2_GFLOPS.items()}
+    bases = sorted({_base(label) for label in list(paper) + list(ours)})
+    colour = {b: plt.get_cmap("tab10")(i % 10) for i, b in enumerate(bases)}
+    markers = "osD^v<>"
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.8))
+    for ax, points in ((left, paper), (right, ours)):
+        seen: dict[str, int] = defaultdict(int)
+        for label, (g, avg) in points.items():
+            marker = markers[seen[_base(label)] % len(markers)]
+            seen[_base(label)] += 1
+            ax.scatter(g, avg, s=45, color=colour[_base(label)], marker=marker, label=label, zorder=3)
+        ax.grid(alpha=0.3)
+        if points:
+            ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3, fontsize=8, frameon=False)
+    left.set(title="Paper (RoBERTa-large, Tables 1–2)", xlabel="GFLOPs (paper's accounting)",
+             ylabel="average GLUE score")
     model = ", ".join(sorted({r["model"] for r in rows.values()})) or "–"
     right.set(title=f"Ours ({model}; {', '.join(GLUE_NAMES[t] for t in tasks)})",
-              xlabel="train-step GFLOPs, measured (flop_counter; MiniLM-L6, 128 tokens)",
-              ylabel="average score")
-    for ax in (left, right):
-        ax.grid(alpha=0.3)
+              xlabel="train-step GFLOPs, measured (flop_counter; MiniLM-L6, 128 tokens)", ylabel="average score")
     fig.tight_layout()
     try:
-        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
+        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png", bbox_inches="tight"))
     finally:
         plt.close(fig)
     return path
 
 
+def _paper_layout_tables(results: list[dict[str, Any]]) -> list[str]:
+    return [glue_markdown(results, table="embedding-head", title="Table 1 with the embedding head"),
+            ablation_markdown(results, "targets", "Table 4 (where to apply HUT)"),
+            ablation_markdown(results, "rank", "Table 5 (rank r)"), e2e_markdown(results)]
+
+
 def build_report(roots: list[str], output: Path, gflops: Optional[dict[str, float]] = None,
-                 preamble: str = "") -> str:
-    """Write the markdown report (and its figure beside it); return the markdown."""
+                 preamble: str = "", appendix: Optional[list[str]] = None) -> str:
+    """Write the markdown report (and its figures beside it); return the markdown.
+
+    ``roots`` hold the runs the page is about; with learning-rate grids (the fair sweeps) their findings lead the
+    page. ``appendix`` folders (earlier, smaller runs) are rendered after them in the paper's layout, labelled.
+    """
+    from .fair_report import fair_sections
+
     results = collect(roots)
     if not results:
         raise FileNotFoundError(f"report: no results.json under {', '.join(roots)}; run `hut-peft sweep` first.")
     fig_path = output.with_suffix(".png")
     figure(results, fig_path, gflops or {})
-    parts = [preamble.strip() + "\n" if preamble else "", glue_markdown(results),
-             f"\n![Average score against GFLOPs]({fig_path.name})\n",
-             glue_markdown(results, table="embedding-head", title="Table 1 with the embedding head"),
-             ablation_markdown(results, "targets", "Table 4 (where to apply HUT)"),
-             ablation_markdown(results, "rank", "Table 5 (rank r)"), e2e_markdown(results)]
-    sources = "\n".join(f"- `{r['_path']}`" for r in results)
+    fair = fair_sections(results, output.with_name(output.stem + "-curves.png"))
+    parts = [preamble.strip() + "\n" if preamble else "", fair]
+    if fair:
+        parts.append(f"### Average score against GFLOPs (the paper's Figure 3)\n\n![Average score against GFLOPs]"
+                     f"({fig_path.name})\n")
+    else:
+        parts += [glue_markdown(results), f"\n![Average score against GFLOPs]({fig_path.name})\n",
+                  *_paper_layout_tables(results)]
+    extra = collect(appendix or [])
+    if extra:
+        parts += ["## Appendix: earlier small-budget runs (not comparable with the tables above)\n\n"
+                  "Seeded subsets of a few hundred examples, one seed, each method at its untuned default rate "
+                  "(docs/results/preamble.md has their settings). Kept for the ablations, which were not rerun.\n",
+                  glue_markdown(extra, title="A1 (Table 1 layout, [CLS] head)"), *_paper_layout_tables(extra)]
+    sources = "\n".join(f"- `{r['_path']}`" for r in results + extra if "lr_grid_of" not in r["config"].get("tags", {}))
     text = "\n".join(p for p in parts if p) + f"\n### Result files\n\n{sources}\n"
     write_text_atomic(output, text)
     return text
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("runs", nargs="+", help="Folders searched for results.json (e.g. runs/glue-minilm).")
-    parser.add_argument("--output", default="docs/RESULTS.md", help="Markdown file; the figure goes beside it.")
+    parser.add_argument("runs", nargs="+", help="Folders searched for results.json (e.g. docs/results/glue-fair).")
+    parser.add_argument("--output", default="docs/RESULTS.md", help="Markdown file; the figures go beside it.")
     parser.add_argument("--preamble", help="A markdown file put at the top (setup, budget, deviations).")
+    parser.add_argument("--appendix", nargs="*", default=[], help="Folders of earlier runs, shown in an appendix.")
 
 
 def run(args: argparse.Namespace) -> int:
     """Entry point of `hut-peft report`."""
     preamble = Path(args.preamble).read_text() if args.preamble else ""
     labels = {_label(r) for r in collect(args.runs) if r.get("recipe") == "glue" and _table(r) == "main"}
-    build_report(args.runs, Path(args.output), gflops=measured_gflops(labels), preamble=preamble)
+    build_report(args.runs, Path(args.output), gflops=measured_gflops(labels), preamble=preamble,
+                 appendix=args.appendix)
     print(f"wrote {args.output} and {Path(args.output).with_suffix('.png')}")
     return 0

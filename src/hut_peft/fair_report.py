@@ -1,0 +1,317 @@
+"""The fair reproduction's findings: tuned rates, mean ± std over seeds, paired verdicts, convergence curves.
+
+Reads the ``results.json`` files of a sweep with learning-rate grids (``configs/glue-fair.yaml``,
+``configs/e2e-fair.yaml``) and writes the sections that lead ``docs/RESULTS.md``: measured verdicts first, then
+the tables beside the paper's. Paired comparisons use the same seeds for both methods (seed ``s`` fixes the
+data order and the head's initialisation for every method), so a paired t-test over seeds removes what the
+seeds share; with three seeds it separates only large, consistent gaps, and the verdict says so.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Optional
+
+from .atomic import atomic_write
+from .report import GLUE_COLUMNS, GLUE_NAMES, PAPER_TABLE1, PAPER_TABLE3, _label, _params, _pm, _table
+
+# Dev-set majority class (accuracy) or the constant predictor (MCC, Pearson), from the GLUE dev label counts
+# (tests/test_fair_report.py recomputes them from ../shared/data/glue).
+MAJORITY = {"sst2": 0.509, "mrpc": 0.684, "rte": 0.527, "cola": 0.0, "stsb": 0.0}
+# Issue 11's bar for full, LoRA, (IA)³ and HUT (best epoch, mean over seeds).
+TARGETS = {"sst2": 0.80, "mrpc": 0.72, "rte": 0.56, "cola": 0.15, "stsb": 0.60}
+METHOD_ORDER = ("full", "bitfit", "hadamard_adapter", "ia3", "lora", "hut")
+METHOD_NAMES = {"full": "Full FT", "bitfit": "BitFit", "hadamard_adapter": "Hadamard adapter", "ia3": "(IA)³",
+                "lora": "LoRA", "hut": "HUT"}
+COMPARISONS = (("hut", "lora"), ("hut", "ia3"))
+ALPHA = 0.05
+
+
+def _tasks(rows: dict[str, dict[str, Any]]) -> list[str]:
+    return [t for t in GLUE_COLUMNS if any(t in r for r in rows.values())]
+
+
+def _ordered(labels: Any) -> list[str]:
+    known = [m for m in METHOD_ORDER if m in labels]
+    return known + sorted(set(labels) - set(known))
+
+
+def glue_cells(results: list[dict[str, Any]], table: str = "main") -> dict[str, dict[str, dict[str, Any]]]:
+    """label -> task -> the cell's results (final cells only: grid probes carry ``lr_grid_of``)."""
+    cells: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
+    for res in results:
+        tags = res["config"].get("tags", {})
+        if res.get("recipe") == "glue" and _table(res) == table and "lr_grid_of" not in tags:
+            cells[_label(res)][res["config"]["task"]] = res
+    return dict(cells)
+
+
+def seed_scores(res: dict[str, Any]) -> dict[int, float]:
+    """Seed -> best-epoch headline metric."""
+    key = res["primary_metric"]
+    return {r["seed"]: r["best"][key] for r in res["seeds"] if key in r.get("best", {})}
+
+
+def paired(a: dict[int, float], b: dict[int, float]) -> dict[str, Any]:
+    """Paired comparison of two methods over their common seeds: mean difference, 95% CI, t-test, verdict."""
+    from scipy import stats
+
+    seeds = sorted(set(a) & set(b))
+    diffs = [a[s] - b[s] for s in seeds]
+    n = len(diffs)
+    out: dict[str, Any] = {"seeds": seeds, "diffs": diffs, "n": n,
+                           "mean": statistics.fmean(diffs) if diffs else float("nan")}
+    if n < 2:
+        return {**out, "sd": float("nan"), "ci": float("nan"), "p": float("nan"),
+                "verdict": "not enough seeds"}
+    sd = statistics.stdev(diffs)
+    ci = stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n)
+    p = float(stats.ttest_rel([a[s] for s in seeds], [b[s] for s in seeds]).pvalue) if sd > 0 else (
+        0.0 if out["mean"] != 0 else 1.0)
+    if p < ALPHA:
+        verdict = "better" if out["mean"] > 0 else "worse"
+    else:
+        verdict = f"not distinguishable at {n} seeds"
+    return {**out, "sd": sd, "ci": ci, "p": p, "verdict": verdict}
+
+
+def _score(value: float) -> str:
+    return f"{value * 100:.1f}"
+
+
+def _signed(value: float) -> str:
+    return f"{value * 100:+.1f}"
+
+
+def verdict_lines(cells: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
+    """One bullet per comparison and task, and one on the bar: the findings that lead the page."""
+    tasks = _tasks(cells)
+    lines = []
+    for ours, other in COMPARISONS:
+        if ours not in cells or other not in cells:
+            continue
+        parts, tally = [], defaultdict(int)
+        for task in tasks:
+            if task in cells[ours] and task in cells[other]:
+                cmp = paired(seed_scores(cells[ours][task]), seed_scores(cells[other][task]))
+                tally[cmp["verdict"].split(" at ")[0]] += 1
+                p = "–" if math.isnan(cmp["p"]) else f"p = {cmp['p']:.2f}"
+                parts.append(f"{GLUE_NAMES[task]} {_signed(cmp['mean'])} ({cmp['verdict']}, {p})")
+        if parts:
+            summary = ", ".join(f"{k} on {v}" for k, v in sorted(tally.items()))
+            lines.append(f"- **{METHOD_NAMES.get(ours, ours)} against {METHOD_NAMES.get(other, other)}** "
+                         f"(paired over seeds, best-epoch dev score × 100): {summary}. " + "; ".join(parts) + ".")
+    missed = []
+    for label in _ordered(cells):
+        for task in tasks:
+            res = cells[label].get(task)
+            if res is None:
+                continue
+            mean = statistics.fmean(seed_scores(res).values())
+            if label in ("full", "lora", "ia3", "hut") and mean < TARGETS[task]:
+                missed.append(f"{METHOD_NAMES.get(label, label)} on {GLUE_NAMES[task]} ({_score(mean)} "
+                              f"< {_score(TARGETS[task])})")
+            if mean <= MAJORITY[task] + 0.01:
+                missed.append(f"{METHOD_NAMES.get(label, label)} on {GLUE_NAMES[task]} is at the majority class")
+    lines.append("- **The bar** (every method clearly above the majority class; full, LoRA, (IA)³ and HUT at "
+                 "SST-2 ≥ 80, MRPC ≥ 72, RTE ≥ 56, CoLA MCC ≥ 15, STS-B Pearson ≥ 60): "
+                 + ("met by every method on every task run." if not missed else "missed by " + "; ".join(missed)
+                    + "."))
+    return lines
+
+
+def main_table(cells: dict[str, dict[str, dict[str, Any]]]) -> str:
+    tasks = _tasks(cells)
+    head = "| method | # trainable | " + " | ".join(GLUE_NAMES[t] for t in tasks) + " | Avg. |"
+    rule = "|" + "---|" * (len(tasks) + 3)
+    lines = [head, rule]
+    for label in _ordered(cells):
+        row = cells[label]
+        texts, means = [], []
+        for task in tasks:
+            if task not in row:
+                texts.append("–")
+                continue
+            stats = row[task]["summary"]["best"][row[task]["primary_metric"]]
+            means.append(stats["mean"])
+            texts.append(_pm(stats) + ("" if stats["n"] > 1 else " (1 seed)"))
+        avg = f"{100 * statistics.fmean(means):.1f}" if len(means) == len(tasks) else "–"
+        params = next(iter(row.values()))["trainable_parameters"]
+        lines.append(f"| {METHOD_NAMES.get(label, label)} | {_params(params)} | " + " | ".join(texts) + f" | {avg} |")
+    lines.append("| majority class | – | " + " | ".join(_score(MAJORITY[t]) for t in tasks) + " | – |")
+    lines.append("| bar (issue 11) | – | " + " | ".join(_score(TARGETS[t]) for t in tasks) + " | – |")
+    paper = ["", "The paper (RoBERTa-large, 355M; published numbers, mean of 5 seeds, its own schedules per "
+             "method):", "", head, rule]
+    for label, (params, scores) in PAPER_TABLE1.items():
+        shown = [scores[t] for t in tasks if t in scores]
+        paper.append(f"| {label} | {params} | " + " | ".join(f"{scores[t]:.1f}" for t in tasks)
+                     + f" | {statistics.fmean(shown):.1f} |")
+    return "\n".join(lines + paper) + "\n"
+
+
+def lr_table(cells: dict[str, dict[str, dict[str, Any]]]) -> str:
+    """Each method's chosen rate per task, with the grid's seed-0 scores (the chosen one in bold)."""
+    tasks = _tasks(cells)
+    lines = ["| method | " + " | ".join(GLUE_NAMES[t] for t in tasks) + " |", "|" + "---|" * (len(tasks) + 1)]
+    for label in _ordered(cells):
+        texts = []
+        for task in tasks:
+            sel = cells[label].get(task, {}).get("config", {}).get("tags", {}).get("lr_selection")
+            if not sel:
+                texts.append("–")
+                continue
+            chosen = f"lr={sel['chosen']:g}"
+            grid = ", ".join((f"**{k.removeprefix('lr=')}: {_score(v)}**" if k == chosen
+                              else f"{k.removeprefix('lr=')}: {_score(v)}") for k, v in sel["grid"].items())
+            texts.append(grid)
+        lines.append(f"| {METHOD_NAMES.get(label, label)} | " + " | ".join(texts) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def paired_table(cells: dict[str, dict[str, dict[str, Any]]]) -> str:
+    lines = ["| task | comparison | per-seed differences | mean (95% CI) | p (paired t) | verdict |",
+             "|---|---|---|---|---|---|"]
+    for ours, other in COMPARISONS:
+        for task in _tasks(cells):
+            if task not in cells.get(ours, {}) or task not in cells.get(other, {}):
+                continue
+            cmp = paired(seed_scores(cells[ours][task]), seed_scores(cells[other][task]))
+            diffs = ", ".join(f"{s}: {_signed(d)}" for s, d in zip(cmp["seeds"], cmp["diffs"]))
+            ci = "" if math.isnan(cmp["ci"]) else f" (± {cmp['ci'] * 100:.1f})"
+            p = "–" if math.isnan(cmp["p"]) else f"{cmp['p']:.3f}"
+            lines.append(f"| {GLUE_NAMES[task]} | {METHOD_NAMES.get(ours, ours)} − {METHOD_NAMES.get(other, other)} "
+                         f"| {diffs} | {_signed(cmp['mean'])}{ci} | {p} | {cmp['verdict']} |")
+    return "\n".join(lines) + "\n"
+
+
+def side_table(results: list[dict[str, Any]], table: str, labels: Optional[list[str]] = None) -> str:
+    """A small GLUE table (precision check, longer schedules) beside the main cells of the same tasks."""
+    side = glue_cells(results, table)
+    if not side:
+        return ""
+    main = glue_cells(results)
+    lines = ["| variant | task | epochs | precision | lr | score (mean ± std) | tokens/s | wall time |",
+             "|---|---|---|---|---|---|---|---|"]
+    for label, row in list(side.items()) + [(lab, main[lab]) for lab in (labels or []) if lab in main]:
+        for task, res in row.items():
+            if task not in {t for r in side.values() for t in r}:
+                continue
+            stats = res["summary"]["best"][res["primary_metric"]]
+            speed = statistics.fmean(r.get("train_tokens_per_s", float("nan")) for r in res["seeds"])
+            s = res["settings"]
+            lines.append(f"| {label} | {GLUE_NAMES[task]} | {s['epochs']:g} | {s.get('precision', 'fp32')} | "
+                         f"{s['learning_rate']:g} | {_pm(stats)} | {speed:,.0f} | {wall_time(res) / 60:.0f} min |")
+    return "\n".join(lines) + "\n"
+
+
+def wall_time(res: dict[str, Any]) -> float:
+    """Seconds the cell's seeds took to train and evaluate (reused grid seeds included)."""
+    return sum(r.get("wall_time_s", 0.0) for r in res["seeds"])
+
+
+def cost_lines(results: list[dict[str, Any]]) -> list[str]:
+    """Wall time per sweep table, every cell counted once (grid probes included, reused seeds not twice)."""
+    per_table: dict[str, float] = defaultdict(float)
+    for res in results:
+        tags = res["config"].get("tags", {})
+        seeds = res["seeds"]
+        if "lr_selection" in tags:  # its first seed is the grid's run, already counted there
+            seeds = [r for r in seeds if r["seed"] != tags["lr_selection"]["seed"]]
+        key = f"{res.get('recipe')}/{_table(res)}"
+        per_table[key] += sum(r.get("wall_time_s", 0.0) or (r.get("train_time_s", 0.0) + r.get("decode_time_s", 0.0))
+                              for r in seeds)
+    return [f"- `{k}`: {v / 3600:.2f} h" for k, v in sorted(per_table.items())]
+
+
+def e2e_table(results: list[dict[str, Any]]) -> str:
+    ours = [r for r in results if r.get("recipe") == "e2e" and "lr_grid_of" not in r["config"].get("tags", {})]
+    if not ours:
+        return ""
+    head = "| method | # trainable | lr | seeds | BLEU | NIST | METEOR | ROUGE-L | CIDEr |"
+    rule = "|---|---|---|---|---|---|---|---|---|"
+    lines = [head, rule]
+    for res in sorted(ours, key=lambda r: (_label(r) != "zero-shot", _label(r))):
+        s = res["summary"]
+        lr = "–" if not res["config"].get("train", True) else f"{res['settings']['learning_rate']:g}"
+        cells = [_pm(s["BLEU"]), _pm(s["NIST"], 1, 2), _pm(s["METEOR"]), _pm(s["ROUGE_L"]), _pm(s["CIDEr"], 1, 2)]
+        lines.append(f"| {METHOD_NAMES.get(_label(res), _label(res))} | {_params(res['trainable_parameters'])} | "
+                     f"{lr} | {len(res['seeds'])} | " + " | ".join(cells) + " |")
+    lines += ["", "The paper (GPT-2 medium, E2E test set; published numbers):", "", "| method | # trainable | "
+              + " | ".join(("BLEU", "NIST", "METEOR", "ROUGE-L", "CIDEr")) + " |", "|---|---|---|---|---|---|---|"]
+    for label, (params, vals) in PAPER_TABLE3.items():
+        bleu, nist, meteor, rouge, cider = vals
+        lines.append(f"| {label} | {params} | {bleu:.1f} | {nist:.2f} | {meteor:.1f} | {rouge:.1f} | {cider:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def curves_figure(cells: dict[str, dict[str, dict[str, Any]]], path: Path) -> Optional[Path]:
+    """Dev score per epoch (mean over seeds) per method and task: whether the schedules converged."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = _tasks(cells)
+    if not tasks:
+        return None
+    labels = _ordered(cells)
+    colours = {label: plt.get_cmap("tab10")(i) for i, label in enumerate(labels)}
+    fig, axes = plt.subplots(1, len(tasks), figsize=(3.4 * len(tasks), 3.4), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        for label in labels:
+            res = cells[label].get(task)
+            if res is None:
+                continue
+            key = res["primary_metric"]
+            per_epoch: dict[float, list[float]] = defaultdict(list)
+            for record in res["seeds"]:
+                for entry in record["per_epoch"]:
+                    if key in entry:
+                        per_epoch[round(entry["epoch"])].append(entry[key] * 100)
+            xs = sorted(per_epoch)
+            ax.plot(xs, [statistics.fmean(per_epoch[x]) for x in xs], marker="o", ms=3, color=colours[label],
+                    label=METHOD_NAMES.get(label, label))
+        ax.axhline(MAJORITY[task] * 100, color="grey", ls=":", lw=1)
+        ax.set(title=GLUE_NAMES[task], xlabel="epoch")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("dev score × 100 (mean over seeds)")
+    handles, names = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="lower center", ncol=len(labels), frameon=False)
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    try:
+        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    finally:
+        plt.close(fig)
+    return path
+
+
+def fair_sections(results: list[dict[str, Any]], curves_path: Path) -> str:
+    """The page's lead: findings, then the tables, the curves and the costs; empty for runs without rate grids."""
+    if not any("lr_selection" in r["config"].get("tags", {}) for r in results):
+        return ""
+    cells = glue_cells(results)
+    parts = []
+    if cells:
+        curves_figure(cells, curves_path)
+        parts += ["## What was found", "", *verdict_lines(cells), "",
+                  "## GLUE: every method with the same head, data, epochs and batch, each at its own tuned rate", "",
+                  "Dev set, best epoch, mean ± std over seeds (× 100; CoLA: Matthews correlation, STS-B: Pearson, "
+                  "the rest accuracy).", "", main_table(cells),
+                  "### Chosen learning rates (seed 0's best-epoch score per rate; chosen in bold)", "",
+                  lr_table(cells), "### Paired comparisons over seeds", "", paired_table(cells),
+                  "### Convergence: dev score per epoch", "", f"![Dev score per epoch]({curves_path.name})", ""]
+        precision = side_table(results, "precision", labels=["hut"])
+        if precision:
+            parts += ["### bf16 autocast against fp32 (HUT at its chosen rate, same seeds)", "", precision]
+        longer = side_table(results, "paper-epochs", labels=["hut", "lora"])
+        if longer:
+            parts += ["### What the paper's longer HUT schedule alone is worth", "", longer]
+    e2e = e2e_table(results)
+    if e2e:
+        parts += ["## E2E NLG (SmolLM2-135M, the same training pairs and dev MRs for every method)", "", e2e]
+    if parts:
+        parts += ["### Wall time per table (2 CPU cores)", "", *cost_lines(results), ""]
+    return "\n".join(parts)

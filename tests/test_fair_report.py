@@ -1,0 +1,85 @@
+"""The fair reproduction's page: paired statistics against an independent formula, selection and tables."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from hut_peft.fair_report import MAJORITY, fair_sections, glue_cells, paired, verdict_lines
+
+
+def test_paired_matches_the_t_formula():
+    from scipy import stats
+
+    a, b = {0: 0.80, 1: 0.83, 2: 0.81}, {0: 0.78, 1: 0.80, 2: 0.80}
+    out = paired(a, b)
+    diffs = [0.02, 0.03, 0.01]
+    mean = sum(diffs) / 3
+    sd = math.sqrt(sum((d - mean) ** 2 for d in diffs) / 2)
+    t = mean / (sd / math.sqrt(3))
+    assert out["mean"] == pytest.approx(mean) and out["sd"] == pytest.approx(sd)
+    assert out["p"] == pytest.approx(2 * (1 - stats.t.cdf(t, 2)))  # two-sided, 2 degrees of freedom
+    assert out["ci"] == pytest.approx(stats.t.ppf(0.975, 2) * sd / math.sqrt(3))
+    # +2 points on every seed but with spread: t = 3.46 on 2 degrees of freedom, p = 0.074
+    assert out["p"] == pytest.approx(0.074, abs=1e-3) and out["verdict"] == "not distinguishable at 3 seeds"
+
+
+def test_paired_verdicts():
+    noisy = paired({0: 0.80, 1: 0.70, 2: 0.90}, {0: 0.79, 1: 0.75, 2: 0.82})
+    assert noisy["verdict"] == "not distinguishable at 3 seeds" and noisy["p"] > 0.05
+    worse = paired({0: 0.70, 1: 0.71, 2: 0.72}, {0: 0.80, 1: 0.81, 2: 0.83})
+    assert worse["verdict"] == "worse" and worse["mean"] < 0
+    assert paired({0: 0.8}, {0: 0.7})["verdict"] == "not enough seeds"
+    assert paired({0: 0.8, 1: 0.9}, {1: 0.7, 2: 0.6})["n"] == 1  # only common seeds are paired
+
+
+def _cell(label: str, task: str, scores: dict[int, float], lr: float = 1e-3, grid_of: str | None = None) -> dict:
+    key = {"cola": "matthews_correlation", "stsb": "pearson"}.get(task, "accuracy")
+    vals = list(scores.values())
+    mean = sum(vals) / len(vals)
+    std = math.sqrt(sum((v - mean) ** 2 for v in vals) / (len(vals) - 1)) if len(vals) > 1 else 0.0
+    tags = {"label": label, "table": "main"}
+    if grid_of:
+        tags["lr_grid_of"] = grid_of
+    else:
+        tags["lr_selection"] = {"grid": {"lr=0.0003": 0.5, f"lr={lr:g}": scores[0]}, "chosen": lr, "seed": 0}
+    return {"recipe": "glue", "primary_metric": key, "trainable_parameters": 1000,
+            "config": {"task": task, "method": label, "tags": tags},
+            "settings": {"learning_rate": lr, "epochs": 3, "precision": "bf16"},
+            "summary": {"best": {key: {"mean": mean, "std": std, "n": len(vals)}}},
+            "seeds": [{"seed": s, "best": {key: v}, "per_epoch": [{"epoch": 1.0, key: v - 0.01}, {"epoch": 2.0, key: v}],
+                       "wall_time_s": 60.0, "train_tokens_per_s": 5000.0} for s, v in scores.items()]}
+
+
+def test_sections_lead_with_verdicts_and_skip_grid_probes(tmp_path):
+    results = [
+        _cell("hut", "rte", {0: 0.60, 1: 0.61, 2: 0.62}),
+        _cell("lora", "rte", {0: 0.57, 1: 0.58, 2: 0.59}),
+        _cell("ia3", "rte", {0: 0.55, 1: 0.62, 2: 0.58}),
+        _cell("full", "rte", {0: 0.50, 1: 0.51, 2: 0.52}),
+        _cell("hut", "rte", {0: 0.99}, lr=0.1, grid_of="hut"),  # a grid probe: never a row
+    ]
+    cells = glue_cells(results)
+    assert set(cells) == {"hut", "lora", "ia3", "full"}
+    lines = verdict_lines(cells)
+    assert lines[0].startswith("- **HUT against LoRA**") and "RTE +3.0 (better" in lines[0]
+    assert "not distinguishable at 3 seeds" in lines[1]
+    assert "Full FT on RTE (51.0 < 56.0)" in lines[-1] and "Full FT on RTE is at the majority class" in lines[-1]
+    text = fair_sections(results, tmp_path / "curves.png")
+    assert text.startswith("## What was found")
+    assert "| HUT | 0.001M | 61.0 ± 1.0 | 61.0 |" in text
+    assert "| majority class | – | 52.7 | – |" in text
+    assert "0.0003: 50.0, **0.001: 60.0**" in text  # the grid, the chosen rate in bold
+    assert "| RTE | HUT − LoRA | 0: +3.0, 1: +3.0, 2: +3.0 |" in text
+    assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_majority_constants_match_the_dev_sets(data_dir):
+    from collections import Counter
+
+    from hut_peft.data.glue import load_glue
+
+    for task in ("sst2", "mrpc", "rte"):
+        labels = list(load_glue(task, data_dir / "glue", split="validation")["label"])
+        assert MAJORITY[task] == pytest.approx(max(Counter(labels).values()) / len(labels), abs=5e-4)
