@@ -245,7 +245,7 @@ def build_report(roots: list[str], output: Path, gflops: Optional[dict[str, floa
     if extra:
         parts += ["## Appendix: earlier small-budget runs (not comparable with the tables above)\n\n"
                   "Seeded subsets of a few hundred examples, one seed, each method at its untuned default rate "
-                  "(docs/results/preamble.md has their settings). Kept for the ablations, which were not rerun.\n",
+                  "(docs/results/small-budget-settings.md has their settings). Kept for the ablations, which were not rerun.\n",
                   glue_markdown(extra, title="A1 (Table 1 layout, [CLS] head)"), *_paper_layout_tables(extra)]
     sources = "\n".join(f"- `{r['_path']}`" for r in results + extra if "lr_grid_of" not in r["config"].get("tags", {}))
     text = "\n".join(p for p in parts if p) + f"\n### Result files\n\n{sources}\n"
