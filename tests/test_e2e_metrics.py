@@ -1,16 +1,20 @@
-"""E2E metrics on hand-worked cases (mteval-v13a's BLEU and NIST), BLEU against sacrebleu, the COCO metrics'
-ordering, and the e2e-score command end to end. Only two tests start METEOR's JVM (≈ 20 s each)."""
+"""E2E metrics on hand-worked cases (mteval-v13a's BLEU and NIST), BLEU and NIST against the official scorer's
+figures on real outputs, BLEU against sacrebleu, the COCO metrics' ordering, and the e2e-score command end to
+end. Only two tests start METEOR's JVM (≈ 20 s each)."""
 
 from __future__ import annotations
 
 import json
 import math
 import shutil
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import sacrebleu
 
 from hut_peft.cli import main as cli_main
+from hut_peft.data.e2e import group_by_mr, load_e2e, read_official_refs, read_predictions
 from hut_peft.metrics.e2e import bleu_nist, coco_metrics_by_segment, mteval_tokenize, nist_length_penalty
 
 needs_java = pytest.mark.skipif(shutil.which("java") is None, reason="METEOR and the PTB tokeniser need Java")
@@ -69,12 +73,21 @@ def test_nist_hand_worked():
     assert nist_length_penalty(2 / 3) == pytest.approx(0.5) and nist_length_penalty(1.2) == 1.0
 
 
-def test_nist_average_reference_length_counts_the_padding():
-    # Reference words 3 + 3 + 4 (+ 0 for the padded empty reference) = 10 over 2 reference sets: average 5.
+def test_nist_reference_length_divides_by_the_mean_number_of_references():
+    # mteval-v13a-sig (the E2E script's) divides the reference words, 3 + 3 + 4 = 10, by the mean number of
+    # non-empty references per MR, 3 / 2, not by the padded count 2: r̄ = 20/3, length ratio 3 / (20/3) = 0.45.
     # info(a) = info(b) = log2(10/2), info(d) = log2(10/1), info(a b) = log2(2/2) = 0.
-    # Matched unigram info (2 log2 5 + log2 10) over 3 hypothesis words; length ratio 3/5.
-    expected = (2 * math.log2(5) + math.log2(10)) / 3 * math.exp(-BETA * math.log(3 / 5) ** 2)
-    assert bleu_nist(["a b", "d"], [["a b c", "a b c"], ["d e f g"]])[1] == pytest.approx(expected)
+    # The official script gives 0.180549465997 on these two files (its Perl, final printf widened).
+    expected = (2 * math.log2(5) + math.log2(10)) / 3 * math.exp(-BETA * math.log(0.45) ** 2)
+    assert expected == pytest.approx(0.180549465997, abs=1e-12)
+    assert bleu_nist(["a b", "d"], [["a b c", "a b c"], ["d e f g"]])[1] == pytest.approx(expected, abs=1e-12)
+
+
+def test_empty_references_change_nothing():
+    # The E2E script pads MRs to the largest reference count with empty references; mteval-v13a-sig ignores
+    # them in every count, so passing them explicitly gives the same numbers.
+    hyps = ["a b", "d e f"]
+    assert bleu_nist(hyps, [["a b c", "", ""], ["d e f g", ""]]) == bleu_nist(hyps, [["a b c"], ["d e f g"]])
 
 
 def test_nist_keeps_mtevals_zero_prefix_quirk():
@@ -88,6 +101,65 @@ def test_errors():
         bleu_nist(["a", "b"], [["a"]])
     with pytest.raises(ValueError, match="at least one reference"):
         bleu_nist(["a"], [[]])
+
+
+# The official scorer (tuetschek/e2e-metrics, `measure_scores.py REFS PREDS`, default Perl path
+# mteval-v13a-sig.pl) on the inputs built below: (BLEU, NIST) as it prints them (4 decimals), and to 12 decimals
+# from the same pipeline with only the Perl's final printf widened to %.12f. docs/metrics.md says how to rerun.
+OFFICIAL: dict[str, tuple[tuple[float, float], tuple[float, float]]] = {
+    "done-when": ((0.6531, 7.1649), (0.653126395057, 7.164911560506)),
+    "done-when-first-20": ((0.7297, 7.8406), (0.729685513645, 7.840572790749)),
+    "done-when-first-4-refs": ((0.5480, 6.0384), (0.548013462920, 6.038425312191)),
+    "dev-short": ((0.4023, 2.9121), (0.402338746729, 2.912106189621)),
+}
+DONE_WHEN = Path(__file__).resolve().parents[1] / "docs" / "results" / "e2e-done-when"
+
+
+def _done_when() -> tuple[list[str], list[list[str]]]:
+    """The 100-MR outputs and references committed with the E2E done-when run (up to 43 references per MR)."""
+    return read_predictions(DONE_WHEN / "predictions.txt"), read_official_refs(DONE_WHEN / "references.txt")
+
+
+def _first_20() -> tuple[list[str], list[list[str]]]:
+    preds, refs = _done_when()
+    return preds[:20], refs[:20]
+
+
+def _first_4_refs() -> tuple[list[str], list[list[str]]]:
+    preds, refs = _done_when()
+    return preds, [block[:4] for block in refs]
+
+
+COMMITTED_CASES: dict[str, Callable[[], tuple[list[str], list[list[str]]]]] = {
+    "done-when": _done_when, "done-when-first-20": _first_20, "done-when-first-4-refs": _first_4_refs,
+}
+
+
+def _assert_official(case: str, preds: list[str], refs: list[list[str]]) -> None:
+    (bleu4, nist4), (bleu12, nist12) = OFFICIAL[case]
+    bleu, nist = bleu_nist(preds, refs)
+    assert round(bleu, 4) == bleu4 and round(nist, 4) == nist4, (case, bleu, nist)
+    assert bleu == pytest.approx(bleu12, abs=1e-11) and nist == pytest.approx(nist12, abs=1e-11), (case, bleu, nist)
+
+
+@pytest.mark.parametrize("case", list(COMMITTED_CASES))
+def test_bleu_nist_equal_the_official_scorer_on_committed_outputs(case):
+    # Unequal reference counts (2 to 43 per MR) in the first two; exactly 4 per MR in the third.
+    preds, refs = COMMITTED_CASES[case]()
+    assert case != "done-when-first-4-refs" or {len(block) for block in refs} == {4}
+    _assert_official(case, preds, refs)
+
+
+def test_bleu_nist_equal_the_official_scorer_on_short_outputs(data_dir):
+    # Dev set grouped by MR in first-seen order, MRs with one reference skipped; the output is the first
+    # reference cut to its first max(1, int(0.6 × words)) words, scored against the other references. Outputs
+    # this short put NIST's length penalty to work: the earlier port gave 8.6197 here.
+    if not (data_dir / "e2e" / "devset.csv").is_file():
+        pytest.skip(f"{data_dir / 'e2e' / 'devset.csv'} not found (set HUT_PEFT_DATA_DIR)")
+    groups = [refs for _, refs in group_by_mr(load_e2e("validation", data_dir / "e2e")) if len(refs) > 1]
+    preds = [" ".join(r[0].split()[:max(1, int(0.6 * len(r[0].split())))]) for r in groups]
+    assert len(groups) == 547
+    _assert_official("dev-short", preds, [refs[1:] for refs in groups])
 
 
 REFS = [["The Vaults is a pub near the river.", "A pub called The Vaults is by the river."],

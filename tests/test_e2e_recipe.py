@@ -90,3 +90,48 @@ def test_gguf_marker_is_dropped_so_trainer_can_train():
     drop_gguf_quantization_marker(model)
     validate_quantization_for_training(model)
     assert model.hf_quantizer is None and not hasattr(model.config, "quantization_config")
+
+
+def test_rescore_results_rewrites_only_the_scores(tmp_path):
+    # A two-seed run stored with a wrong NIST; seed 0 keeps its metrics.json. A Java-free scorer: our BLEU and
+    # NIST, the stored COCO numbers unchanged.
+    from hut_peft.data.e2e import write_official_layout
+    from hut_peft.metrics.e2e import bleu_nist
+    from hut_peft.train.e2e import rescore_results
+
+    groups = [("mr1", ["a b c d", "a b c"]), ("mr2", ["d e f g h"])]
+    outputs = {0: ["a b", "d e f"], 1: ["a b c d", "d e f g h"]}
+    coco = {"METEOR": 0.5, "ROUGE_L": 0.6, "CIDEr": 1.0}
+    records = []
+    for seed, preds in outputs.items():
+        write_official_layout(groups, preds, tmp_path / f"seed-{seed}" / "references.txt",
+                              tmp_path / f"seed-{seed}" / "predictions.txt")
+        records.append({"seed": seed, "metrics": {"BLEU": bleu_nist(preds, [r for _, r in groups])[0], "NIST": 99.0,
+                                                  **coco}, "eval_mrs": 2})
+    (tmp_path / "seed-0" / "metrics.json").write_text(json.dumps(records[0]))
+    stored = {"recipe": "e2e", "config": {"seeds": "0,1"}, "seeds": records,
+              "summary": {m: {"mean": 0.0, "std": 0.0, "n": 2} for m in records[0]["metrics"]}, "wall_time_s": 1.0}
+    (tmp_path / "results.json").write_text(json.dumps(stored))
+
+    def score(preds, refs):
+        bleu, nist = bleu_nist(preds, refs)
+        return {"BLEU": bleu, "NIST": nist, **coco}
+
+    changes = rescore_results(tmp_path / "results.json", score=score)
+    nists = [bleu_nist(outputs[s], [r for _, r in groups])[1] for s in (0, 1)]
+    assert changes == [(0, "NIST", 99.0, nists[0]), (1, "NIST", 99.0, nists[1])] and nists[0] < nists[1]
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert [r["metrics"]["NIST"] for r in results["seeds"]] == nists
+    assert results["summary"]["NIST"]["mean"] == pytest.approx(sum(nists) / 2)
+    assert results["summary"]["METEOR"] == {"mean": 0.5, "std": 0.0, "n": 2}
+    assert {k: v for k, v in results.items() if k not in ("seeds", "summary")} == \
+        {k: v for k, v in stored.items() if k not in ("seeds", "summary")}
+    assert json.loads((tmp_path / "seed-0" / "metrics.json").read_text())["metrics"]["NIST"] == nists[0]
+    assert rescore_results(tmp_path / "results.json", score=score) == []  # idempotent
+
+    shutil.rmtree(tmp_path / "seed-1")
+    with pytest.raises(FileNotFoundError, match="seed 1 has no references.txt"):
+        rescore_results(tmp_path / "results.json", score=score)
+    (tmp_path / "glue.json").write_text(json.dumps({"recipe": "glue"}))
+    with pytest.raises(ValueError, match="not an E2E results.json"):
+        rescore_results(tmp_path / "glue.json", score=score)

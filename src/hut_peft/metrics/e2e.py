@@ -6,12 +6,17 @@ PTB tokenisation. We compute each on the same definitions; docs/metrics.md has t
 
 - BLEU and NIST are ported here from ``mteval-v13a-sig.pl``: no maintained package computes its NIST (nltk's
   differs), and no package handles its variable reference count the way the E2E script does. The E2E script
-  pads MRs that have fewer references than the largest count with empty references; mteval then skips an
-  empty reference when it picks BLEU's closest reference length, but counts it (as 0 words) in NIST's
-  average reference length. Text is lower-cased (ASCII only, as Perl's ``tr/[A-Z]/[a-z]/``) and tokenised
-  with the 13a rules (sacrebleu's ``Tokenizer13a``: the same regular expressions). Checked against the Perl
-  functions on the real dev set to 1e-12; BLEU equals sacrebleu's where every MR has the same number of
-  references.
+  pads MRs that have fewer references than the largest count with empty references; this variant of NIST's
+  mteval-v13a then ignores an empty reference everywhere: BLEU's closest reference length skips it, and
+  NIST's length penalty divides the reference words by the mean number of NON-EMPTY references per MR (stock
+  mteval-v13a divides by the number of reference sets, i.e. the padded count). So the padding changes no
+  number, and we do not pad. Text is lower-cased (ASCII only, as Perl's ``tr/[A-Z]/[a-z]/``) and tokenised
+  with the 13a rules (sacrebleu's ``Tokenizer13a``: the same regular expressions). Checked against the
+  official script end to end (``measure_scores.py``'s SGML files through its Perl,
+  tools/check_e2e_against_official.py): equal to 1e-12 on issue 11's four cases (tests/test_e2e_metrics.py)
+  and on 40 random dev-set cases. An earlier check, against the Perl functions driven by a harness of its
+  own, used the stock divisor and missed the difference; docs/metrics.md says how. BLEU equals sacrebleu's
+  where every MR has the same number of references.
 - METEOR 1.5 (``-l en -norm``), ROUGE-L (β = 1.2, max over references) and CIDEr-D come from
   ``pycocoevalcap``, the packaged COCO code the official script vendors, after its PTB tokeniser. Both
   tokeniser and METEOR run on Java.
@@ -41,13 +46,6 @@ def mteval_tokenize(text: str) -> list[str]:
 
 def _ngrams(words: Sequence[str], n_max: int) -> Counter:
     return Counter(tuple(words[i:i + n]) for n in range(1, n_max + 1) for i in range(len(words) - n + 1))
-
-
-def _pad(references: Sequence[Sequence[str]]) -> list[list[str]]:
-    """The E2E script's ``create_mteval_file``: every MR gets as many references as the largest count,
-    the missing ones empty."""
-    width = max(len(r) for r in references)
-    return [list(r) + [""] * (width - len(r)) for r in references]
 
 
 def _closest(current: int, candidate: int, hyp: int) -> int:
@@ -94,15 +92,17 @@ def bleu_nist(predictions: Sequence[str], references: Sequence[Sequence[str]]) -
         return 0.0, 0.0
     if any(len(block) == 0 for block in references):
         raise ValueError("Every MR needs at least one reference.")
-    refs = [[mteval_tokenize(r) for r in block] for block in _pad(references)]
+    # No padding: the E2E script pads every MR to the largest reference count with empty references, but
+    # mteval-v13a-sig ignores an empty reference everywhere (n-gram counts, closest length, NIST's reference
+    # count), so the padding changes no number.
+    refs = [[mteval_tokenize(r) for r in block] for block in references]
     hyps = [mteval_tokenize(p) for p in predictions]
-    n_refsets = len(refs[0])
     info = _info_weights(refs)
 
     match = [0] * (MAX_NIST_N + 1)
     tst = [0] * (MAX_NIST_N + 1)
     tst_info = [0.0] * (MAX_NIST_N + 1)
-    ref_words = 0
+    ref_words = nonempty_refs = 0
     ref_length = 0
     for hyp, block in zip(hyps, refs):
         for n in range(1, MAX_NIST_N + 1):
@@ -111,6 +111,7 @@ def bleu_nist(predictions: Sequence[str], references: Sequence[Sequence[str]]) -
         closest = len(block[0])
         for words in block:
             ref_words += len(words)
+            nonempty_refs += bool(words)
             for g, c in _ngrams(words, MAX_NIST_N).items():
                 best[g] = max(best[g], c)
             closest = _closest(closest, len(words), len(hyp))
@@ -138,9 +139,13 @@ def bleu_nist(predictions: Sequence[str], references: Sequence[Sequence[str]]) -
             score += iscore
         bleu = math.exp(score / MAX_BLEU_N + log_bp)
 
-    # NIST: information-weighted precisions summed over n, times the length penalty on the average ref length
+    # NIST: information-weighted precisions summed over n, times the length penalty on the output length over
+    # the reference words divided by the MEAN NUMBER OF NON-EMPTY REFERENCES PER MR (mteval-v13a-sig's
+    # score_system: cum_ref_count / cum_seg_count). Stock mteval-v13a divides by the number of reference sets,
+    # which after the E2E padding is the largest count: that overstated NIST for short outputs when counts differ.
     nist = sum(tst_info[n] / max(tst[n], 1) for n in range(1, MAX_NIST_N + 1))
-    nist *= nist_length_penalty(tst[1] / (ref_words / n_refsets) if ref_words else 0.0)
+    if ref_words:  # every reference empty: no n-gram can match, NIST is 0 (mteval divides by zero and dies)
+        nist *= nist_length_penalty(tst[1] / (ref_words / (nonempty_refs / len(refs))))
     return bleu, nist
 
 

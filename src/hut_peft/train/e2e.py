@@ -9,6 +9,7 @@ files → BLEU, NIST, METEOR, ROUGE-L, CIDEr → ``results.json`` (atomic).
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import time
 from dataclasses import asdict, dataclass, field
@@ -273,6 +274,56 @@ def run_e2e(recipe: E2ERecipe) -> dict[str, Any]:
         return {}
     summary = {m: mean_std([r["metrics"][m] for r in records]) for m in records[0]["metrics"]}
     return write_results(out, "e2e", asdict(recipe), settings, records, summary, started)
+
+
+def rescore_results(results_path: str | Path, score=None) -> list[tuple[int, str, float, float]]:
+    """Score a finished E2E run again from its saved outputs and rewrite its numbers in place: each seed's
+    metrics in ``results.json`` (and that seed's ``metrics.json`` where one is kept), and the summary. For
+    results scored by an earlier, wrong scorer; nothing else in the files changes.
+
+    Each seed's ``references.txt`` and ``predictions.txt`` are looked for in ``seed-N/`` beside
+    ``results.json``, or beside it for a single seed copied flat.
+
+    Args:
+        results_path: an E2E ``results.json``.
+        score: ``(predictions, references) -> metrics``; default the official metrics, :func:`score_e2e`.
+
+    Returns:
+        ``(seed, metric, old, new)`` for every stored metric that changed.
+
+    Raises:
+        ValueError: not an E2E results file.
+        FileNotFoundError: a seed's saved outputs are missing.
+    """
+    from ..atomic import write_json_atomic
+    from ..data.e2e import read_official_refs, read_predictions
+    from ..metrics.e2e import score_e2e
+
+    score = score or score_e2e
+    path = Path(results_path)
+    results = json.loads(path.read_text(encoding="utf-8"))
+    if results.get("recipe") != "e2e":
+        raise ValueError(f"{path} is not an E2E results.json (recipe {results.get('recipe')!r}).")
+    changed = []
+    for record in results["seeds"]:
+        seed_dir = path.parent / f"seed-{record['seed']}"
+        if not seed_dir.is_dir() and len(results["seeds"]) == 1:
+            seed_dir = path.parent
+        refs_path, preds_path = seed_dir / "references.txt", seed_dir / "predictions.txt"
+        if not (refs_path.is_file() and preds_path.is_file()):
+            raise FileNotFoundError(f"{path}: seed {record['seed']} has no references.txt and predictions.txt "
+                                    f"in {seed_dir}, so it cannot be scored again.")
+        new = score(read_predictions(preds_path), read_official_refs(refs_path))
+        changed += [(record["seed"], m, old, new[m]) for m, old in record["metrics"].items() if new[m] != old]
+        record["metrics"] = {m: new[m] for m in record["metrics"]}
+        kept = seed_dir / "metrics.json"
+        if kept.is_file():
+            seed_record = json.loads(kept.read_text(encoding="utf-8"))
+            seed_record["metrics"] = record["metrics"]
+            write_json_atomic(kept, seed_record)
+    results["summary"] = {m: mean_std([r["metrics"][m] for r in results["seeds"]]) for m in results["summary"]}
+    write_json_atomic(path, results)
+    return changed
 
 
 def format_summary(results: dict[str, Any]) -> str:
