@@ -144,3 +144,13 @@ def test_lr_grid_errors_name_the_variant():
         plan({**base, "variants": [{"method": "hut", "lr_grid": [0.1], "learning_rate": 0.1}]})
     with pytest.raises(ValueError, match="lr_from 'lora' names no variant with an lr_grid"):
         plan({**base, "variants": [{"method": "hut", "lr_from": "lora"}]})
+
+
+def test_keep_going_reports_a_failed_cell_and_runs_the_rest(tiny_glue_setup, tmp_path):
+    model, data = tiny_glue_setup
+    spec = _spec(model, data, tmp_path / "runs")
+    spec["variants"] = [{"label": "broken", "method": "hut", "method_options": {"r": 0}}, "hut"]
+    with pytest.raises(ValueError, match="r must be an integer >= 1"):
+        run_sweep(spec)
+    statuses = [status for _, status in run_sweep(spec, keep_going=True)]
+    assert statuses[0].startswith("failed: ValueError: HUTConfig.r must be an integer >= 1") and statuses[1] == "ran"

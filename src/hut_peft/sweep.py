@@ -146,7 +146,7 @@ def is_finished(cell: Cell, root: Path) -> bool:
     return set(parse_seeds(cell.fields["seeds"])) <= done
 
 
-def run_sweep(spec: dict[str, Any], dry_run: bool = False) -> list[tuple[Cell, str]]:
+def run_sweep(spec: dict[str, Any], dry_run: bool = False, keep_going: bool = False) -> list[tuple[Cell, str]]:
     """Run every unfinished cell in order; return (cell, status) pairs."""
     from .train.e2e import E2ERecipe, run_e2e
     from .train.glue import GlueRecipe, run_glue
@@ -157,9 +157,17 @@ def run_sweep(spec: dict[str, Any], dry_run: bool = False) -> list[tuple[Cell, s
     graded = {(c.task, c.label): c for c in cells if c.grid}
     report: list[tuple[Cell, str]] = []
 
-    def run_cell(cell: Cell, fields: dict[str, Any]) -> None:
+    def run_cell(cell: Cell, fields: dict[str, Any]) -> str:
+        """Run one cell; with ``keep_going`` a failure is logged and reported instead of ending the sweep."""
         print(f"== {cell.name}", flush=True)
-        runner(recipe_cls(**{**fields, "output_dir": str(cell.output_dir(root))}))
+        try:
+            runner(recipe_cls(**{**fields, "output_dir": str(cell.output_dir(root))}))
+        except Exception as err:
+            if not keep_going:
+                raise
+            logger.exception("cell %s failed; going on (--keep-going)", cell.name)
+            return f"failed: {type(err).__name__}: {err}"
+        return "ran"
 
     for cell in cells:
         for probe in cell.grid:  # stage 1: the learning-rate grid on the first seed
@@ -168,8 +176,7 @@ def run_sweep(spec: dict[str, Any], dry_run: bool = False) -> list[tuple[Cell, s
             elif dry_run:
                 report.append((probe, "to run"))
             else:
-                run_cell(probe, probe.fields)
-                report.append((probe, "ran"))
+                report.append((probe, run_cell(probe, probe.fields)))
         if is_finished(cell, root):
             report.append((cell, "done"))
             logger.info("skip %s (finished)", cell.name)
@@ -189,8 +196,7 @@ def run_sweep(spec: dict[str, Any], dry_run: bool = False) -> list[tuple[Cell, s
         if cell.grid:  # stage 2 reuses the grid's run of the first seed at the chosen rate
             _reuse_seed(next(p for p in cell.grid if p.fields["learning_rate"] == selection["chosen"]), cell, root,
                         selection["seed"])
-        run_cell(cell, fields)
-        report.append((cell, "ran"))
+        report.append((cell, run_cell(cell, fields)))
     return report
 
 
@@ -210,6 +216,8 @@ def _reuse_seed(probe: Cell, cell: Cell, root: Path, seed: int) -> None:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", help="Sweep YAML file (see configs/).")
     parser.add_argument("--dry-run", action="store_true", help="List the cells and whether they are finished.")
+    parser.add_argument("--keep-going", action="store_true",
+                        help="Log a failing cell and go on with the others (for long unattended sweeps).")
     parser.add_argument("--output-dir", help="Override the file's output_dir.")
 
 
@@ -218,6 +226,6 @@ def run(args: argparse.Namespace) -> int:
     spec = load_config_file(args.file)
     if args.output_dir:
         spec["output_dir"] = args.output_dir
-    for cell, status in run_sweep(spec, dry_run=args.dry_run):
+    for cell, status in run_sweep(spec, dry_run=args.dry_run, keep_going=args.keep_going):
         print(f"{status:7s} {cell.name}")
     return 0
