@@ -206,8 +206,37 @@ def test_mixed_batch_equals_per_adapter_runs():
             model.set_adapter(name)
             single = model(IDS).logits
         torch.testing.assert_close(mixed[row], single[row], atol=1e-6, rtol=1e-6)
-    with pytest.raises(ValueError, match="Unknown adapter"):
+    with pytest.raises(ValueError, match=r"Trying to infer with non-existing adapter\(s\): typo"):
         model(IDS, adapter_names=["default", "typo", "other"])
+
+
+def test_misuse_raises_peft_s_own_error_texts():
+    """peft's tests and tools match these texts (LoRA's), so HUT raises the same ones."""
+    torch.manual_seed(0)
+    cfg = dict(r=2, target_modules=["query", "value"], task_type="SEQ_CLS", init="perturbed", init_std=0.2)
+    model = get_peft_model(tiny_bert(), HUTConfig(**cfg))
+    model.add_adapter("other", HUTConfig(**cfg))
+    model.train()
+    with pytest.raises(ValueError, match=r"Cannot pass `adapter_names` when the model is in training mode\."):
+        model(IDS, adapter_names=["default"] * 3)
+    model.eval()
+    with pytest.raises(ValueError, match=r"Length of `adapter_names` should be the same as the number of inputs, "
+                                         r"but got 2 and 3 respectively"):
+        model(IDS, adapter_names=["default", "other"])
+    with pytest.raises(TypeError, match=r"Got adapter names of type <class 'str'>, expected a list of str"):
+        model(IDS, adapter_names="default")
+    model.merge_adapter(["default"])
+    with pytest.raises(ValueError, match=r"Cannot pass `adapter_names` when there are merged adapters, please call "
+                                         r"`unmerge_adapter` first\."):
+        model(IDS, adapter_names=["default", "other", "__base__"])
+    model.unmerge_adapter()
+    before = model.base_model.model.bert.encoder.layer[0].attention.self.query.base_layer.weight.clone()
+    with torch.no_grad():
+        model.base_model.model.bert.encoder.layer[0].attention.self.query.hut_gamma["other"][0] = float("inf")
+    model.set_adapter("other")
+    with pytest.raises(ValueError, match="NaNs detected in the merged weights. The adapter other seems to be broken"):
+        model.merge_adapter(safe_merge=True)
+    assert torch.equal(model.base_model.model.bert.encoder.layer[0].attention.self.query.base_layer.weight, before)
 
 
 def test_mixed_batch_in_generate_with_beams():

@@ -214,11 +214,13 @@ class HUTLayer(BaseTunerLayer):
     ) -> torch.Tensor:
         """One adapter per row (or ``"__base__"``): gather each row's vectors, one base call for the batch."""
         if self.merged:
-            raise ValueError("Mixed-adapter batches need unmerged adapters: call unmerge_adapter() first.")
+            raise ValueError(
+                "Cannot pass `adapter_names` when there are merged adapters, please call `unmerge_adapter` first."
+            )
         if len(adapter_names) != x.shape[0]:
             raise ValueError(
-                f"adapter_names has {len(adapter_names)} entries but the batch has {x.shape[0]} rows: "
-                "give one adapter name (or '__base__') per row."
+                "Length of `adapter_names` should be the same as the number of inputs, but got "
+                f"{len(adapter_names)} and {x.shape[0]} respectively (one adapter name, or '__base__', per row)."
             )
         names = sorted(set(adapter_names))
         known = [n for n in names if n != BASE_ADAPTER and n in self.hut_A]
@@ -297,7 +299,10 @@ class HUTLayer(BaseTunerLayer):
                 if safe_merge and not (
                     torch.isfinite(weight).all() and (bias is None or torch.isfinite(bias).all())
                 ):
-                    raise ValueError(f"NaN or inf in the merged weights: adapter '{name}' seems broken.")
+                    raise ValueError(
+                        f"NaNs detected in the merged weights. The adapter {name} seems to be broken (NaN or inf "
+                        "in its merged weight or bias; this layer was left unchanged)."
+                    )
                 base.weight.data = weight.to(base.weight.dtype)
                 if bias is not None:
                     base.bias.data = bias.to(base.bias.dtype)

@@ -99,9 +99,9 @@ class HUTModel(BaseTuner):
             yield
             return
         if self.training:
-            raise ValueError("adapter_names is for inference: call model.eval() before a mixed-adapter batch.")
+            raise ValueError("Cannot pass `adapter_names` when the model is in training mode. Call model.eval() first.")
         if not isinstance(adapter_names, (list, tuple)):
-            raise TypeError(f"adapter_names must be a list of str, one per row, got {type(adapter_names).__name__}.")
+            raise TypeError(f"Got adapter names of type {type(adapter_names)}, expected a list of str (one per row).")
         known = set()
         for module in self.modules():
             if isinstance(module, HUTLayer):
@@ -109,7 +109,7 @@ class HUTModel(BaseTuner):
         unknown = {n for n in adapter_names if n != BASE_ADAPTER} - known
         if unknown:
             raise ValueError(
-                f"Unknown adapter(s) in adapter_names: {', '.join(sorted(unknown))}. Known: "
+                f"Trying to infer with non-existing adapter(s): {', '.join(sorted(unknown))}. Known: "
                 f"{', '.join(sorted(known))}, or '{BASE_ADAPTER}' for the base model."
             )
         num_beams = kwargs.get("num_beams")
