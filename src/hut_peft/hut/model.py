@@ -15,6 +15,8 @@ from transformers.pytorch_utils import Conv1D
 
 from .config import HUTConfig
 from .layer import BASE_ADAPTER, HUTLayer, Linear
+from .weighted import CombinationType
+from .weighted import add_weighted_adapter as _add_weighted_adapter
 
 
 def _inject_adapter_names(module: nn.Module, args: tuple, kwargs: dict, adapter_names: list[str]):
@@ -90,6 +92,17 @@ class HUTModel(BaseTuner):
                 f"{', '.join(candidates[:12])}{' ...' if len(candidates) > 12 else ''}. "
                 "Pass some of these names as HUTConfig(target_modules=[...])."
             ) from err
+
+    def add_weighted_adapter(
+        self, adapters: list[str], weights: list[float], adapter_name: str, combination_type: CombinationType = "log"
+    ) -> None:
+        """Add ``adapter_name`` = a weighted combination of ``adapters``, as peft's LoRA and (IA)³ offer.
+
+        ``"log"`` (default): scales combine as ``∏ m_i ** w_i`` (a sum of log-scales; ``[1, 1]`` multiplies them),
+        shifts as ``Σ w_i β_i``. ``"linear"``: ``1 + Σ w_i (m_i − 1)``. hut/weighted.py and docs/method.md give
+        the semantics and limits; errors are listed there.
+        """
+        _add_weighted_adapter(self, adapters, weights, adapter_name, combination_type)
 
     @contextmanager
     def _enable_peft_forward_hooks(self, *args: Any, **kwargs: Any) -> Iterator[None]:
