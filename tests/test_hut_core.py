@@ -188,6 +188,39 @@ def test_rank_collapses_r1_and_r8_train_identically():
     assert losses[1] == pytest.approx(losses[8], rel=1e-6)
 
 
+def _sgd_run(r: int, means_lr: float, steps: int) -> tuple[list[float], torch.Tensor]:
+    """Losses of ``steps`` SGD steps, and m_A of the first adapted query layer at the end."""
+    torch.manual_seed(0)
+    model = get_peft_model(tiny_bert(), HUTConfig(r=r, target_modules=["query", "value"], task_type="SEQ_CLS"))
+    model.double().eval()  # float64 and no dropout: any difference is the optimiser's
+    params = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    means = [p for n, p in params.items() if "hut_A" in n or "hut_B" in n]
+    rest = [p for n, p in params.items() if not ("hut_A" in n or "hut_B" in n)]
+    opt = torch.optim.SGD([{"params": means, "lr": means_lr}, {"params": rest, "lr": 0.5}])
+    trace = []
+    for _ in range(steps):
+        loss = model(**_batch("bert")).loss
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+        trace.append(loss.item())
+    m_a = model.base_model.model.bert.encoder.layer[0].attention.self.query.hut_A["default"].detach().mean(dim=-1)
+    return trace, m_a
+
+
+def test_under_sgd_rank_r_is_rank_1_with_the_means_at_lr_over_r():
+    """Each column of M_A gets 1/r of m_A's gradient and SGD does not rescale it (Adam does, see above): the
+    mean moves lr/r as fast. So r = 8 at 8x the means' learning rate is r = 1; at the same rate it is slower."""
+    losses_1, m_a_1 = _sgd_run(1, means_lr=0.5, steps=10)
+    losses_8, m_a_8 = _sgd_run(8, means_lr=0.5 * 8, steps=10)
+    assert losses_1[-1] < losses_1[0]
+    assert max(abs(a - b) for a, b in zip(losses_1, losses_8)) < 1e-12
+    torch.testing.assert_close(m_a_8, m_a_1, atol=1e-12, rtol=0)
+    (_, step_1), (_, step_8) = _sgd_run(1, means_lr=0.5, steps=1), _sgd_run(8, means_lr=0.5, steps=1)
+    assert (step_1 - 1).abs().max() > 1e-9
+    torch.testing.assert_close(step_8 - 1, (step_1 - 1) / 8, atol=1e-14, rtol=1e-6)  # one step: exactly 1/r
+
+
 def test_mixed_batch_equals_per_adapter_runs():
     torch.manual_seed(0)
     model = get_peft_model(

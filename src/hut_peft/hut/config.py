@@ -20,8 +20,9 @@ class HUTConfig(PeftConfig):
     ``m_A = mean_j M_A[:, j]`` and ``m_B = mean_i M_B[i, :]`` (eq. 8–9; the base bias stays inside the scale).
 
     Args:
-        r: Rank of ``M_A (d×r)`` and ``M_B (r×k)``. Only the means reach the forward, so every r trains like
-            r = 1 from the identity init (docs/method.md); r is kept for the paper's parameter counts.
+        r: Rank of ``M_A (d×r)`` and ``M_B (r×k)``. Only the means reach the forward, so from the identity init
+            every r trains like r = 1 under Adam/AdamW, while under SGD the means learn r times slower
+            (docs/method.md); r is kept for the paper's parameter counts.
         target_modules: Module names (suffix match) or a regex, as in every peft method. ``None`` picks the
             attention query and value projections for known architectures.
         exclude_modules: Names or a regex of modules to leave alone.
