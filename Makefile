@@ -6,7 +6,7 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_NO_ADVISORY_WARNINGS ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup test test-slow bench lint clean
+.PHONY: setup test test-slow test-peft-matrix bench lint clean
 
 setup: $(BIN)/.installed
 
@@ -25,6 +25,10 @@ test: setup
 
 test-slow: setup
 	$(BIN)/python -m pytest -q -m slow
+
+# peft's own generic tests with HUT joined in (also part of `make test`); ARGS go to pytest, e.g. ARGS="-k merge -x".
+test-peft-matrix: setup
+	$(BIN)/python tests/peft_matrix/run.py $(ARGS)
 
 bench: setup
 	$(BIN)/hut-peft bench --models minilm,roberta-large-slice,smollm2 --reps 5 --output docs/results/bench.json
