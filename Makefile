@@ -37,4 +37,4 @@ lint: setup
 	$(BIN)/ruff check src tests
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info src/*.egg-info .pytest_cache
+	rm -rf $(VENV) build dist *.egg-info src/*.egg-info .pytest_cache .cache/peft-matrix

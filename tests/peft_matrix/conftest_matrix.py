@@ -6,7 +6,7 @@
 - ``hub_online_once`` toggles peft's tests between online and offline hub access; here every model is a local
   stand-in in ``HF_HUB_CACHE`` (standins.py) and the hub is never contacted, so it becomes a no-op;
 - deselects every test whose parameters name no HUT config (other methods' own tests);
-- marks the known differences (``EXPECTED``) as strict xfails with their reason.
+- marks the known differences (``EXPECTED``) as xfails with their reason (strict unless an entry says otherwise).
 """
 
 from __future__ import annotations
