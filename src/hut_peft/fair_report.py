@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from .atomic import atomic_write
-from .report import GLUE_COLUMNS, GLUE_NAMES, PAPER_TABLE1, PAPER_TABLE3, _label, _params, _pm, _table
+from .report import GLUE_COLUMNS, GLUE_NAMES, PAPER_TABLE1, PAPER_TABLE3, _label, _params, _pm, _table, method_colour
 
 # Dev-set majority class (accuracy) or the constant predictor (MCC, Pearson), from the GLUE dev label counts
 # (tests/test_fair_report.py recomputes them from ../shared/data/glue).
@@ -257,8 +257,9 @@ def curves_figure(cells: dict[str, dict[str, dict[str, Any]]], path: Path) -> Op
     tasks = _tasks(cells)
     if not tasks:
         return None
+    from matplotlib.ticker import MaxNLocator
+
     labels = _ordered(cells)
-    colours = {label: plt.get_cmap("tab10")(i) for i, label in enumerate(labels)}
     fig, axes = plt.subplots(1, len(tasks), figsize=(3.4 * len(tasks), 3.4), squeeze=False)
     for ax, task in zip(axes[0], tasks):
         for label in labels:
@@ -272,10 +273,11 @@ def curves_figure(cells: dict[str, dict[str, dict[str, Any]]], path: Path) -> Op
                     if key in entry:
                         per_epoch[round(entry["epoch"])].append(entry[key] * 100)
             xs = sorted(per_epoch)
-            ax.plot(xs, [statistics.fmean(per_epoch[x]) for x in xs], marker="o", ms=3, color=colours[label],
+            ax.plot(xs, [statistics.fmean(per_epoch[x]) for x in xs], marker="o", ms=3, color=method_colour(label),
                     label=METHOD_NAMES.get(label, label))
         ax.axhline(MAJORITY[task] * 100, color="grey", ls=":", lw=1)
         ax.set(title=GLUE_NAMES[task], xlabel="epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("dev score × 100 (mean over seeds)")
     handles, names = axes[0][0].get_legend_handles_labels()

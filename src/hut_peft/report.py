@@ -162,6 +162,15 @@ def measured_gflops(methods: Iterable[str], arch: str = "minilm-l6", seq_len: in
     return {row.method: row.train_step_gflops for row in rows if row.method in names}
 
 
+# One colour per method on every figure (tab10's order), so a method reads the same in each panel and plot.
+METHOD_COLOURS = {name: f"C{i}" for i, name in enumerate(
+    ("hut", "lora", "full", "ia3", "bitfit", "hadamard_adapter", "padapter", "hadapter", "vera", "fourierft"))}
+
+
+def method_colour(label: str) -> str:
+    return METHOD_COLOURS.get(_base(label), "C9")
+
+
 def _base(label: str) -> str:
     """The method a row belongs to ("padapter (3.0M)" -> "padapter"): one colour per method in both panels."""
     return label.split(" ")[0]
@@ -187,8 +196,6 @@ def figure(results: list[dict[str, Any]], path: Path, gflops: dict[str, float]) 
             ours[label] = (gflops[label], 100 * sum(means) / len(means))
     paper = {label: (g, sum(PAPER_TABLE1[label][1].values()) / len(PAPER_TABLE1[label][1]))
              for label, g in PAPER_TABLE2_GFLOPS.items()}
-    bases = sorted({_base(label) for label in list(paper) + list(ours)})
-    colour = {b: plt.get_cmap("tab10")(i % 10) for i, b in enumerate(bases)}
     markers = "osD^v<>"
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.8))
     for ax, points in ((left, paper), (right, ours)):
@@ -196,7 +203,7 @@ def figure(results: list[dict[str, Any]], path: Path, gflops: dict[str, float]) 
         for label, (g, avg) in points.items():
             marker = markers[seen[_base(label)] % len(markers)]
             seen[_base(label)] += 1
-            ax.scatter(g, avg, s=45, color=colour[_base(label)], marker=marker, label=label, zorder=3)
+            ax.scatter(g, avg, s=45, color=method_colour(label), marker=marker, label=label, zorder=3)
         ax.grid(alpha=0.3)
         if points:
             ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3, fontsize=8, frameon=False)
