@@ -149,7 +149,14 @@ class HUTLayer(BaseTunerLayer):
         return tuple(full)
 
     def _num_blocks(self, adapter_names: Sequence[str]) -> int:
-        return max((len(self.fused_mask[n]) for n in adapter_names if self.fused_mask.get(n)), default=1)
+        # A plain loop: torch.compile (dynamo) cannot trace ``max(<generator>, default=...)`` and breaks the
+        # graph at every adapted layer on it.
+        nb = 1
+        for name in adapter_names:
+            mask = self.fused_mask.get(name)
+            if mask:
+                nb = max(nb, len(mask))
+        return nb
 
     def _composed(self, adapter_names: Sequence[str], base_bias: Optional[torch.Tensor]) -> Vectors:
         """Input scale ``a``, output scale ``C`` and shift ``S`` such that ``h = base(x ⊙ a) ⊙ C + S`` per block.
