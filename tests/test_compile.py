@@ -20,6 +20,7 @@ IDS = torch.randint(0, 100, (2, 8), generator=torch.Generator().manual_seed(5))
 
 CASES = {
     "llama-q-v": (tiny_llama, {"target_modules": ["q_proj", "v_proj"]}),
+    "llama-q-v-recompute": (tiny_llama, {"target_modules": ["q_proj", "v_proj"], "recompute_base_output": True}),
     "gpt2-fused-q-v": (tiny_gpt2, {"target_modules": ["c_attn"], "fused_slices": {"c_attn": [True, False, True]}}),
 }
 

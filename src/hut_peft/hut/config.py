@@ -38,6 +38,10 @@ class HUTConfig(PeftConfig):
             (as the paper and LoRA do) and leaves k frozen. Each adapted block gets its own ``M_A``, ``M_B``,
             ``γ`` and ``β`` (parameters gain a leading block dimension). Such layers read ``W0`` directly, so
             they need an unquantised base.
+        recompute_base_output: Do not keep the base layer's output ``y = base(x ⊙ m_A)`` (N × k per adapted
+            matrix) for the backward; recompute it there from the input, which the backward keeps anyway. Trades
+            one extra forward matmul per adapted matrix for training memory at or below LoRA's
+            (docs/performance.md has both costs). Training only: inference and merges are unchanged.
         modules_to_save: Extra modules trained in full and saved (classification heads, for example).
         layers_to_transform: Layer indices to adapt (all when None).
         layers_pattern: Name of the layer list, used with ``layers_to_transform``.
@@ -63,6 +67,11 @@ class HUTConfig(PeftConfig):
     fused_slices: Optional[dict[str, list[bool]]] = field(
         default=None,
         metadata={"help": "Module suffix -> blocks to adapt in a fused projection, e.g. {'c_attn': [True, False, True]}."},
+    )
+    recompute_base_output: bool = field(
+        default=False,
+        metadata={"help": "Recompute the base layer's output in the backward instead of saving it: less training "
+                          "memory for one extra forward matmul per adapted matrix."},
     )
     modules_to_save: Optional[list[str]] = field(
         default=None, metadata={"help": "Modules trained in full and saved, e.g. a classifier head."}

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from peft.tuners.tuners_utils import BaseTunerLayer, check_adapters_to_merge
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 from transformers.pytorch_utils import Conv1D
 
 from .config import HUTConfig
@@ -58,7 +59,7 @@ class HUTLayer(BaseTunerLayer):
     """
 
     adapter_layer_names: tuple[str, ...] = ("hut_A", "hut_B", "hut_gamma", "hut_beta")
-    other_param_names: tuple[str, ...] = ("r", "fused_mask")
+    other_param_names: tuple[str, ...] = ("r", "fused_mask", "recompute_base_output")
 
     def __init__(self, base_layer: nn.Module, **kwargs: Any) -> None:
         self.base_layer = base_layer
@@ -68,6 +69,7 @@ class HUTLayer(BaseTunerLayer):
         self.hut_beta = nn.ParameterDict({})
         self.r: dict[str, int] = {}
         self.fused_mask: dict[str, Optional[tuple[bool, ...]]] = {}
+        self.recompute_base_output: dict[str, bool] = {}
         self._disable_adapters = False
         self.merged_adapters: list[str] = []
         base = self.get_base_layer()
@@ -107,6 +109,7 @@ class HUTLayer(BaseTunerLayer):
         else:
             self.fused_mask[adapter_name] = None
         self.r[adapter_name] = r
+        self.recompute_base_output[adapter_name] = bool(config.recompute_base_output)
         self.hut_A[adapter_name] = nn.Parameter(torch.ones(*lead, d, r))
         self.hut_B[adapter_name] = nn.Parameter(torch.ones(*lead, r, k))
         self.hut_gamma[adapter_name] = nn.Parameter(torch.ones(*lead, k))
@@ -191,6 +194,22 @@ class HUTLayer(BaseTunerLayer):
         if not active:
             return self.base_layer(x, *args, **kwargs)
         a, c, s = self._composed(active, self._base_bias())
+        if torch.is_grad_enabled() and self._recomputes(active):
+            # Saves only the checkpoint's inputs (x, and the small a, c, s); y is recomputed in the backward.
+            # preserve_rng_state=False: the base is a dense layer without randomness, so nothing to replay.
+            return checkpoint(self._adapted, x, a, c, s, *args, use_reentrant=False, preserve_rng_state=False,
+                              **kwargs)
+        return self._adapted(x, a, c, s, *args, **kwargs)
+
+    def _recomputes(self, adapter_names: Sequence[str]) -> bool:
+        for name in adapter_names:  # a loop, not any(<generator>): it keeps torch.compile's graph whole
+            if self.recompute_base_output.get(name, False):
+                return True
+        return False
+
+    def _adapted(self, x: torch.Tensor, a: torch.Tensor, c: torch.Tensor, s: torch.Tensor, *args: Any,
+                 **kwargs: Any) -> torch.Tensor:
+        """``base(x ⊙ a) ⊙ c + s`` with composed vectors (``a`` (nb, d), ``c``, ``s`` (nb, ks))."""
         if a.shape[0] == 1:
             y = self.base_layer(x * a[0].to(x.dtype), *args, **kwargs)
             return torch.addcmul(s[0].to(y.dtype), y, c[0].to(y.dtype))
