@@ -67,3 +67,37 @@ def drop_gguf_quantization_marker(model: Any) -> Any:
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
     return model
+
+
+TINY_LLAMA_WORDS = tuple(
+    "the a an is was are be to of and in on for with it this that not very good great bad awful fun dull movie "
+    "film plot actor story food service place price room staff name area near city centre river pub restaurant "
+    "coffee shop cheap expensive high low rating family friendly yes no".split()
+)
+
+
+def save_tiny_llama(folder: str | os.PathLike[str], seed: int = 0) -> str:
+    """Save a 2-layer Llama with random weights and a word-level tokenizer as a checkpoint folder; return its path.
+
+    Why: every workflow (peft, Trainer, TRL, 4-bit, torch.compile) can then be tried offline in seconds with the
+    same ``from_pretrained(path)`` calls a real model takes; the tests and the snippets of docs/workflows.md run
+    on it. Its outputs are noise. Sizes are multiples of 64, the block size of bitsandbytes' 4-bit quantiser.
+    """
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    os.makedirs(folder, exist_ok=True)
+    specials = ["<pad>", "<s>", "</s>", "<unk>"]
+    vocab = {token: i for i, token in enumerate(specials + sorted(set(TINY_LLAMA_WORDS)))}
+    core = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
+                                        unk_token="<unk>")
+    tokenizer.save_pretrained(folder)
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=128, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
+                         pad_token_id=0, bos_token_id=1, eos_token_id=2, tie_word_embeddings=False)
+    LlamaForCausalLM(config).save_pretrained(folder)
+    return os.fspath(folder)

@@ -286,7 +286,10 @@ class HUTLayer(BaseTunerLayer):
         if _is_quantised(base):
             raise ValueError(
                 f"Cannot merge or unmerge HUT into a quantised {type(base).__name__}: the scales would have to be "
-                "applied to dequantised weights and re-quantised, which is lossy. Keep the adapter unmerged."
+                "applied to dequantised weights and re-quantised, which is lossy. Keep the adapter unmerged, or "
+                "merge exactly into an unquantised base: load the base without quantization_config, then "
+                "PeftModel.from_pretrained(base, adapter_dir).merge_and_unload() (quantise the result afterwards "
+                "if you need to)."
             )
         return base
 
