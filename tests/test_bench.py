@@ -69,13 +69,25 @@ def test_bench_quick_runs_end_to_end(tmp_path, capsys):
     assert result["quick"] and result["hardware"]["threads"] == 1 and result["hardware"]["torch"] == torch.__version__
     assert [t["model"].split(" (")[0] for t in result["training"]] == ["tiny BERT", "tiny Llama"]
     for training in result["training"]:
-        assert set(training["step_s"]) == {"frozen", "hut", "lora", "ia3", "full"}
+        assert set(training["step_s"]) == {"frozen", "hut", "hut-recompute", "lora", "ia3", "full"}
+        memory = training["memory"]
+        assert memory["hut-recompute"]["saved_activations_mib"] < memory["hut"]["saved_activations_mib"]
         assert training["step_ratio_to_floor"]["frozen"] == pytest.approx(1.0)
         assert training["trainable"]["frozen"] == 0 and training["trainable"]["hut"] > training["trainable"]["ia3"]
         assert training["memory"]["full"]["trainable_state_mib"] > training["memory"]["hut"]["trainable_state_mib"]
     assert set(result["inference"]["latency_s"]) == {"base", "hut_unmerged", "hut_merged"}
     assert result["inference"]["merged_max_abs_difference"] < 1e-4  # merged is the same function
     assert result["mixed"]["adapters"] == 8 and result["mixed"]["rows"] % 8 == 0
+    compiled = result["compile"]
+    assert compiled["backend"] == "aot_eager" and compiled["graph_breaks"] == {"hut": 0, "lora": 0}
+    assert set(compiled["step_s"]) == {"hut_eager", "hut_compiled", "lora_eager", "lora_compiled"}
+    assert max(compiled["loss_abs_difference"].values()) < 1e-5
+    qlora = result["qlora"]
+    if qlora.get("skipped"):
+        assert "bitsandbytes" in qlora["skipped"]
+    else:
+        assert "4-bit" in qlora["model"] and set(qlora["step_s"]) == {"hut", "hut-recompute", "lora"}
+        assert qlora["memory"]["hut"]["frozen_weights_mib"] == qlora["memory"]["lora"]["frozen_weights_mib"]
     stdout = capsys.readouterr().out
     assert "| hut |" in stdout and "Mixed-adapter batch" in stdout
     assert main(["bench", "--models", "gpt5"]) == 2 and "Unknown bench model 'gpt5'" in capsys.readouterr().err

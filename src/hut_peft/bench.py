@@ -1,5 +1,6 @@
 """`hut-peft bench`: training-step time, memory, inference latency and mixed-adapter throughput of HUT against
-LoRA, (IA)³, full fine-tuning and the frozen floor, measured side by side in one run.
+LoRA, (IA)³, full fine-tuning and the frozen floor, measured side by side in one run; HUT with
+``recompute_base_output=True``; eager against ``torch.compile``; and QLoRA-style training on a 4-bit base.
 
 Method (docs/performance.md):
 
@@ -11,7 +12,8 @@ Method (docs/performance.md):
   runs through every layer down to the input: the work any adapter in the first layer pays.
 - Memory on CPU has no allocator peak to read, so it is counted: the distinct storages autograd saves for the
   backward (``torch.autograd.graph.saved_tensors_hooks``; parameters excluded), plus trainable parameters,
-  their gradients and AdamW's two moments (4 × their bytes), plus the frozen weights. On CUDA it is
+  their gradients and AdamW's two moments (4 × their bytes), plus the frozen weights (a 4-bit weight with its
+  quantisation constants). On CUDA it is
   ``torch.cuda.max_memory_allocated`` over one training step, measured after a step has created AdamW's state.
 """
 
@@ -30,7 +32,11 @@ from typing import Any, Optional
 import torch
 from torch import nn
 
-TRAIN_METHODS = ("frozen", "hut", "lora", "ia3", "full")
+TRAIN_METHODS = ("frozen", "hut", "hut-recompute", "lora", "ia3", "full")
+COMPILE_METHODS = ("hut", "lora")
+QLORA_METHODS = ("hut", "hut-recompute", "lora")
+# Bench variants that are a registry method with options: HUTConfig(recompute_base_output=True).
+VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {"hut-recompute": ("hut", {"recompute_base_output": True})}
 BENCH_MODELS = ("minilm", "roberta-large-slice", "smollm2")
 QUICK_MODELS = ("tiny-bert", "tiny-llama")
 SEED = 0
@@ -78,18 +84,21 @@ def _prepare(name: str, base: nn.Module) -> nn.Module:
         model.requires_grad_(False)
         model.enable_input_require_grads()  # backward runs into the input: the floor every adapter pays
         return model
-    preset = "paper-glue" if "paper-glue" in get_method(name).presets else None
-    return apply_method(name, model, preset=preset)
+    method, options = VARIANTS.get(name, (name, {}))
+    preset = "paper-glue" if "paper-glue" in get_method(method).presets else None
+    return apply_method(method, model, preset=preset, **options)
 
 
-def _step_fn(model: nn.Module, batch: dict[str, torch.Tensor], lr: float = 1e-5) -> Callable[[], None]:
-    """One training step (forward, backward, AdamW) as a closure; the frozen floor has no optimiser step."""
+def _step_fn(model: nn.Module, batch: dict[str, torch.Tensor], lr: float = 1e-5,
+             forward: Optional[Callable[..., Any]] = None) -> Callable[[], None]:
+    """One training step (forward, backward, AdamW) as a closure; the frozen floor has no optimiser step.
+    ``forward`` replaces ``model`` for the forward pass (a ``torch.compile`` of it)."""
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr) if params else None
     model.train()
 
     def step() -> None:
-        _loss(model, batch).backward()
+        _loss(model if forward is None else forward, batch).backward()
         if opt is not None:
             opt.step()
             opt.zero_grad(set_to_none=True)
@@ -120,7 +129,7 @@ def memory_mib(model: nn.Module, batch: dict[str, torch.Tensor], device: torch.d
     """Training memory of one step, in MiB: counted on CPU, the allocator's peak on CUDA (see the module doc)."""
     params = list(model.parameters())
     trainable = sum(p.numel() * p.element_size() for p in params if p.requires_grad)
-    frozen = sum(p.numel() * p.element_size() for p in params if not p.requires_grad)
+    frozen = sum(_weight_bytes(p) for p in params if not p.requires_grad)
     activations = saved_tensor_bytes(model, batch)
     out = {"saved_activations_mib": activations / MIB, "trainable_state_mib": 4 * trainable / MIB,
            "frozen_weights_mib": frozen / MIB, "total_mib": (activations + 4 * trainable + frozen) / MIB,
@@ -134,6 +143,18 @@ def memory_mib(model: nn.Module, batch: dict[str, torch.Tensor], device: torch.d
         _sync(device)
         out["total_mib"], out["kind"] = torch.cuda.max_memory_allocated(device) / MIB, "cuda_max_allocated"
     return out
+
+
+def _weight_bytes(param: torch.Tensor) -> int:
+    """Bytes a frozen weight occupies: its storage, plus a bitsandbytes 4-bit weight's quantisation constants
+    (one absmax per block and the code book; the nested absmax of double quantisation where used)."""
+    total = param.numel() * param.element_size()
+    state = getattr(param, "quant_state", None)
+    if state is not None:
+        for t in (state.absmax, state.code, getattr(getattr(state, "state2", None), "absmax", None)):
+            if isinstance(t, torch.Tensor):
+                total += t.numel() * t.element_size()
+    return total
 
 
 # ------------------------------------------------------------------------------------------------- models
@@ -265,6 +286,95 @@ def bench_mixed(name: str, reps: int, warmup: int, device: torch.device, n_adapt
     return result
 
 
+def bench_compile(name: str, reps: int, warmup: int, device: torch.device, backend: str = "inductor"
+                  ) -> dict[str, Any]:
+    """Training-step time of HUT and LoRA, eager and under ``torch.compile``, side by side; the time of the first
+    compiled training step (tracing and code generation), the graph breaks that ``torch._dynamo.explain`` finds in
+    one training forward, and the loss (eval mode), compiled against eager. ``backend``: ``inductor`` (the
+    default) generates code; ``aot_eager`` only traces, for quick runs."""
+    base, batch, label = load_model(name, device)
+    result: dict[str, Any] = {"model": label, "backend": backend, "first_compiled_step_s": {}, "graph_breaks": {},
+                              "loss_abs_difference": {}}
+    pairs = {m: (_prepare(m, base), None) for m in COMPILE_METHODS}
+    for method, (eager, _) in pairs.items():
+        compiled_model = copy.deepcopy(eager).train()
+        explained = torch._dynamo.explain(lambda m=compiled_model: _loss(m, batch))()
+        result["graph_breaks"][method] = explained.graph_break_count
+        pairs[method] = (eager, compiled_model)
+    torch._dynamo.reset()  # explain's traces are not the compiled models' code
+    fns: dict[str, Callable[[], None]] = {}
+    for method, (eager, compiled_model) in pairs.items():
+        compiled = torch.compile(compiled_model, backend=backend)
+        eager.eval()
+        compiled_model.eval()
+        with torch.no_grad():  # eval mode, no dropout: the two losses must agree to rounding
+            losses = [_loss(eager, batch).item(), _loss(compiled, batch).item()]
+        result["loss_abs_difference"][method] = abs(losses[0] - losses[1])
+        fns[f"{method}_eager"] = _step_fn(eager, batch)  # (sets train mode)
+        fns[f"{method}_compiled"] = _step_fn(compiled_model, batch, forward=compiled)
+        start = time.perf_counter()
+        fns[f"{method}_compiled"]()  # the first training step compiles the training graph, forward and backward
+        _sync(device)
+        result["first_compiled_step_s"][method] = time.perf_counter() - start
+    times = _interleaved_medians(fns, reps, warmup, device)
+    result["step_s"] = times
+    result["compiled_over_eager"] = {m: times[f"{m}_compiled"] / times[f"{m}_eager"] for m in COMPILE_METHODS}
+    result["ratio_to_lora"] = {k: v / times["lora_" + k.split("_", 1)[1]] for k, v in times.items()}
+    return result
+
+
+def load_model_4bit(name: str, device: torch.device) -> tuple[nn.Module, dict[str, torch.Tensor], str]:
+    """:func:`load_model`'s model with its linear layers in bitsandbytes 4-bit NF4 (compute in fp32), loaded the
+    way QLoRA users load one: saved, then ``from_pretrained(..., quantization_config=BitsAndBytesConfig(...))``.
+    (transformers cannot quantise a model it reads from GGUF, the form SmolLM2 ships in, so it goes through a
+    temporary folder.)
+
+    Raises:
+        ImportError: bitsandbytes is not installed.
+    """
+    import importlib.util
+    import tempfile
+
+    from transformers import AutoModel, BitsAndBytesConfig
+
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise ImportError("The QLoRA-style bench needs bitsandbytes: pip install bitsandbytes (in the dev extras).")
+    model, batch, label = load_model(name, torch.device("cpu"))
+    quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.float32)
+    with tempfile.TemporaryDirectory() as folder:
+        model.save_pretrained(folder)
+        del model
+        kwargs = {"device_map": {"": device.index or 0}} if device.type == "cuda" else {}
+        model = AutoModel.from_pretrained(folder, quantization_config=quant, dtype=torch.float32, **kwargs)
+    name_part, shape_part = label.split(" (", 1)
+    return model, {k: v.to(device) for k, v in batch.items()}, f"{name_part} in 4-bit NF4 ({shape_part}"
+
+
+def bench_qlora(name: str, reps: int, warmup: int, device: torch.device) -> dict[str, Any]:
+    """QLoRA-style training: HUT, HUT with ``recompute_base_output`` and LoRA (r = 8 on q and v) on one 4-bit
+    base, step time and memory, as :func:`bench_training` measures them; a ``skipped`` reason without
+    bitsandbytes."""
+    import importlib.util
+
+    from .methods import count_parameters
+
+    if importlib.util.find_spec("bitsandbytes") is None:
+        return {"model": name, "skipped": "bitsandbytes is not installed (pip install bitsandbytes)"}
+    base, batch, label = load_model_4bit(name, device)
+    models = {m: _prepare(m, base) for m in QLORA_METHODS}
+    del base
+    times = _interleaved_medians({m: _step_fn(model, batch) for m, model in models.items()}, reps, warmup, device)
+    memory = {m: memory_mib(model, batch, device) for m, model in models.items()}
+    return {
+        "model": label,
+        "trainable": {m: count_parameters(model)[0] for m, model in models.items()},
+        "step_s": times,
+        "memory": memory,
+        "step_ratio_to_lora": {m: times[m] / times["lora"] for m in times},
+        "memory_ratio_to_lora": {m: memory[m]["total_mib"] / memory["lora"]["total_mib"] for m in memory},
+    }
+
+
 def _with_targets(config: Any, targets: list[str]) -> Any:
     config.target_modules = set(targets)
     return config
@@ -325,7 +435,35 @@ def to_markdown(result: dict[str, Any]) -> str:
     for m in ("hut", "lora"):
         lines.append(f"| {m} | {mix[m]['latency_s']['single']:.4f} | {mix[m]['latency_s']['mixed']:.4f} | "
                      f"{mix[m]['mixed_over_single']:.3f} |")
+    lines += _compile_markdown(result["compile"]) + _qlora_markdown(result["qlora"])
     return "\n".join(lines) + "\n"
+
+
+def _compile_markdown(comp: dict[str, Any]) -> list[str]:
+    lines = ["", f"**torch.compile ({comp['backend']}), training step, {comp['model']}**", "",
+             "| method | eager step (s) | compiled step (s) | compiled / eager | first compiled step (s) | "
+             "graph breaks | loss difference, compiled vs eager |",
+             "|---|---|---|---|---|---|---|"]
+    for m in COMPILE_METHODS:
+        lines.append(f"| {m} | {comp['step_s'][m + '_eager']:.4f} | {comp['step_s'][m + '_compiled']:.4f} | "
+                     f"{comp['compiled_over_eager'][m]:.3f} | {comp['first_compiled_step_s'][m]:.1f} | "
+                     f"{comp['graph_breaks'][m]} | {comp['loss_abs_difference'][m]:.1e} |")
+    return lines
+
+
+def _qlora_markdown(q: dict[str, Any]) -> list[str]:
+    if q.get("skipped"):
+        return ["", f"QLoRA-style training step on {q['model']}: not run, {q['skipped']}."]
+    lines = ["", f"**QLoRA-style training step, {q['model']}**", "",
+             "| method | trainable | step (s) | × LoRA | saved activations (MiB) | frozen weights (MiB) | "
+             "total memory (MiB) | memory × LoRA |",
+             "|---|---|---|---|---|---|---|---|"]
+    for m in QLORA_METHODS:
+        mem = q["memory"][m]
+        lines.append(f"| {m} | {q['trainable'][m]:,} | {q['step_s'][m]:.4f} | {q['step_ratio_to_lora'][m]:.3f} | "
+                     f"{mem['saved_activations_mib']:.1f} | {mem['frozen_weights_mib']:.1f} | {mem['total_mib']:.1f} | "
+                     f"{q['memory_ratio_to_lora'][m]:.3f} |")
+    return lines
 
 
 def run_bench(models: Optional[list[str]] = None, reps: int = 5, warmup: int = 2, quick: bool = False,
@@ -354,6 +492,9 @@ def run_bench(models: Optional[list[str]] = None, reps: int = 5, warmup: int = 2
         "training": [bench_training(m, reps, warmup, dev) for m in models],
         "inference": bench_inference(encoder, latency_reps, warmup, dev),
         "mixed": bench_mixed(encoder, latency_reps, warmup, dev),
+        # inductor's code generation takes minutes on a small CPU: quick runs only trace (aot_eager)
+        "compile": bench_compile(encoder, reps, warmup, dev, backend="aot_eager" if quick else "inductor"),
+        "qlora": bench_qlora("tiny-llama" if quick else "smollm2", reps, warmup, dev),
     }
     result["wall_s"] = time.perf_counter() - start
     # Other processes on the machine slow every variant alike (interleaving) but widen the noise: record them.
