@@ -11,7 +11,8 @@ measured against the committed layer, LoRA and the frozen floor, on the same mod
   (already saved for the other adapted projection of the same input) and recomputes ``y = base(x ⊙ a)`` in
   the backward: one extra forward matmul per adapted matrix.
 
-Both patch ``hut_peft.hut.Linear.forward`` at run time only (the committed layer is not edited). The script
+Both patch ``hut_peft.hut.Linear.forward`` at run time only. The second became the opt-in
+``HUTConfig(recompute_base_output=True)``, which ``hut-peft bench`` measures (rows ``hut-recompute``). The script
 checks that each computes the committed layer's loss and gradients (eval mode, no dropout), then reports the
 saved-tensor bytes (train mode) and the median step time of interleaved repetitions.
 

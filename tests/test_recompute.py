@@ -83,3 +83,20 @@ def test_inference_and_merge_are_unchanged(tmp_path):
         torch.testing.assert_close(reloaded(input_ids=IDS).logits, out, rtol=0, atol=0)
         merged = reloaded.merge_and_unload()(input_ids=IDS).logits
     assert (merged - out).abs().max() <= 1e-5
+
+
+@pytest.mark.parametrize("use_reentrant", [True, False])
+def test_composes_with_the_models_gradient_checkpointing(use_reentrant):
+    """transformers' own checkpointing (peft's prepare_model_for_kbit_training turns it on) wraps each decoder
+    layer; the per-projection recompute nests inside it and the gradients stay the default path's."""
+    grads = {}
+    for recompute, checkpointing in ((False, False), (True, True)):
+        base = tiny_llama()
+        if checkpointing:
+            base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": use_reentrant})
+            base.enable_input_require_grads()
+        model = get_peft_model(base, HUTConfig(r=4, init="perturbed", init_std=0.2, recompute_base_output=recompute,
+                                               target_modules=["q_proj", "v_proj"]))
+        grads[recompute] = _loss_and_grads(model)[1]
+    for name, grad in grads[False].items():
+        torch.testing.assert_close(grads[True][name], grad, rtol=0, atol=1e-7, msg=name)
