@@ -323,13 +323,15 @@ def bench_compile(name: str, reps: int, warmup: int, device: torch.device, backe
     return result
 
 
-def load_model_4bit(name: str, device: torch.device) -> tuple[nn.Module, dict[str, torch.Tensor], str]:
-    """:func:`load_model`'s model with its linear layers in bitsandbytes 4-bit NF4 (compute in fp32), loaded the
-    way QLoRA users load one: saved, then ``from_pretrained(..., quantization_config=BitsAndBytesConfig(...))``.
+def load_model_quantized(name: str, device: torch.device, bits: int = 4
+                         ) -> tuple[nn.Module, dict[str, torch.Tensor], str]:
+    """:func:`load_model`'s model with its linear layers in bitsandbytes 4-bit NF4 (compute in fp32) or 8-bit,
+    loaded the way QLoRA users load one: saved, then ``from_pretrained(..., quantization_config=...)``.
     (transformers cannot quantise a model it reads from GGUF, the form SmolLM2 ships in, so it goes through a
     temporary folder.)
 
     Raises:
+        ValueError: ``bits`` is not 4 or 8.
         ImportError: bitsandbytes is not installed.
     """
     import importlib.util
@@ -337,17 +339,21 @@ def load_model_4bit(name: str, device: torch.device) -> tuple[nn.Module, dict[st
 
     from transformers import AutoModel, BitsAndBytesConfig
 
+    if bits not in (4, 8):
+        raise ValueError(f"bits must be 4 or 8, got {bits!r}.")
     if importlib.util.find_spec("bitsandbytes") is None:
-        raise ImportError("The QLoRA-style bench needs bitsandbytes: pip install bitsandbytes (in the dev extras).")
+        raise ImportError("Quantised bases need bitsandbytes: pip install bitsandbytes (in the dev extras).")
     model, batch, label = load_model(name, torch.device("cpu"))
-    quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.float32)
+    quant = (BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.float32)
+             if bits == 4 else BitsAndBytesConfig(load_in_8bit=True))
     with tempfile.TemporaryDirectory() as folder:
         model.save_pretrained(folder)
         del model
         kwargs = {"device_map": {"": device.index or 0}} if device.type == "cuda" else {}
         model = AutoModel.from_pretrained(folder, quantization_config=quant, dtype=torch.float32, **kwargs)
     name_part, shape_part = label.split(" (", 1)
-    return model, {k: v.to(device) for k, v in batch.items()}, f"{name_part} in 4-bit NF4 ({shape_part}"
+    kind = "4-bit NF4" if bits == 4 else "8-bit"
+    return model, {k: v.to(device) for k, v in batch.items()}, f"{name_part} in {kind} ({shape_part}"
 
 
 def bench_qlora(name: str, reps: int, warmup: int, device: torch.device) -> dict[str, Any]:
@@ -360,7 +366,7 @@ def bench_qlora(name: str, reps: int, warmup: int, device: torch.device) -> dict
 
     if importlib.util.find_spec("bitsandbytes") is None:
         return {"model": name, "skipped": "bitsandbytes is not installed (pip install bitsandbytes)"}
-    base, batch, label = load_model_4bit(name, device)
+    base, batch, label = load_model_quantized(name, device, bits=4)
     models = {m: _prepare(m, base) for m in QLORA_METHODS}
     del base
     times = _interleaved_medians({m: _step_fn(model, batch) for m, model in models.items()}, reps, warmup, device)
