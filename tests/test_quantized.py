@@ -95,7 +95,7 @@ def test_hut_trains_on_a_quantised_base_and_leaves_it_bit_identical(tiny_dir, bi
 @pytest.mark.parametrize("bits", sorted(LAYERS))
 def test_merge_into_quantised_weights_is_refused_with_the_fix(tiny_dir, bits):
     model = get_peft_model(_load(tiny_dir, bits), _hut_config())
-    with pytest.raises(ValueError, match=rf"quantised {LAYERS[bits]}.*PeftModel.from_pretrained.*merge_and_unload"):
+    with pytest.raises(ValueError, match=rf"quantised {LAYERS[bits]}.*PeftModel.from_pretrained.*merge_and_unload_requantized"):
         model.merge_and_unload()
 
 

@@ -202,7 +202,7 @@ class HUTLayer(BaseTunerLayer):
         return self._adapted(x, a, c, s, *args, **kwargs)
 
     def _recomputes(self, adapter_names: Sequence[str]) -> bool:
-        for name in adapter_names:  # a loop, not any(<generator>): it keeps torch.compile's graph whole
+        for name in adapter_names:  # a plain loop, as in _num_blocks: nothing for torch.compile to trip on
             if self.recompute_base_output.get(name, False):
                 return True
         return False
@@ -288,8 +288,8 @@ class HUTLayer(BaseTunerLayer):
                 f"Cannot merge or unmerge HUT into a quantised {type(base).__name__}: the scales would have to be "
                 "applied to dequantised weights and re-quantised, which is lossy. Keep the adapter unmerged, or "
                 "merge exactly into an unquantised base: load the base without quantization_config, then "
-                "PeftModel.from_pretrained(base, adapter_dir).merge_and_unload() (quantise the result afterwards "
-                "if you need to)."
+                "PeftModel.from_pretrained(base, adapter_dir).merge_and_unload(); or, for a quantised merged model, "
+                "hut_peft.quantized_merge.merge_and_unload_requantized(model), which reports the error it adds."
             )
         return base
 
