@@ -201,25 +201,28 @@ def load_model(name: str, device: torch.device) -> tuple[nn.Module, dict[str, to
 
 
 # ----------------------------------------------------------------------------------------------- benches
-def bench_training(name: str, reps: int, warmup: int, device: torch.device) -> dict[str, Any]:
-    """Step time and memory of every training variant on one model, and their ratios to the floor and to LoRA."""
+def _measure_training(base: nn.Module, batch: dict[str, torch.Tensor], label: str, methods: tuple[str, ...],
+                      reps: int, warmup: int, device: torch.device) -> dict[str, Any]:
+    """Step time and memory of each method on copies of ``base``, with ratios to LoRA (and to the floor when
+    ``"frozen"`` is among them)."""
     from .methods import count_parameters
 
-    base, batch, label = load_model(name, device)
-    models = {m: _prepare(m, base) for m in TRAIN_METHODS}
-    del base
+    models = {m: _prepare(m, base) for m in methods}
+    del base  # the caller passes no other reference: on CUDA the peak must not include a spare copy
     times = _interleaved_medians({m: _step_fn(model, batch) for m, model in models.items()}, reps, warmup, device)
     memory = {m: memory_mib(model, batch, device) for m, model in models.items()}
-    return {
-        "model": label,
-        "trainable": {m: count_parameters(model)[0] for m, model in models.items()},
-        "step_s": times,
-        "memory": memory,
-        "step_ratio_to_floor": {m: times[m] / times["frozen"] for m in times},
-        "step_ratio_to_lora": {m: times[m] / times["lora"] for m in times},
-        "memory_ratio_to_floor": {m: memory[m]["total_mib"] / memory["frozen"]["total_mib"] for m in memory},
-        "memory_ratio_to_lora": {m: memory[m]["total_mib"] / memory["lora"]["total_mib"] for m in memory},
-    }
+    out: dict[str, Any] = {"model": label, "trainable": {m: count_parameters(model)[0] for m, model in models.items()},
+                           "step_s": times, "memory": memory}
+    refs = ("frozen", "lora") if "frozen" in methods else ("lora",)
+    for ref, key in ((r, "floor" if r == "frozen" else "lora") for r in refs):
+        out[f"step_ratio_to_{key}"] = {m: times[m] / times[ref] for m in times}
+        out[f"memory_ratio_to_{key}"] = {m: memory[m]["total_mib"] / memory[ref]["total_mib"] for m in memory}
+    return out
+
+
+def bench_training(name: str, reps: int, warmup: int, device: torch.device) -> dict[str, Any]:
+    """Step time and memory of every training variant on one model, and their ratios to the floor and to LoRA."""
+    return _measure_training(*load_model(name, device), TRAIN_METHODS, reps, warmup, device)
 
 
 def _perturb(model: nn.Module, seed: int) -> None:
@@ -362,23 +365,9 @@ def bench_qlora(name: str, reps: int, warmup: int, device: torch.device) -> dict
     bitsandbytes."""
     import importlib.util
 
-    from .methods import count_parameters
-
     if importlib.util.find_spec("bitsandbytes") is None:
         return {"model": name, "skipped": "bitsandbytes is not installed (pip install bitsandbytes)"}
-    base, batch, label = load_model_quantized(name, device, bits=4)
-    models = {m: _prepare(m, base) for m in QLORA_METHODS}
-    del base
-    times = _interleaved_medians({m: _step_fn(model, batch) for m, model in models.items()}, reps, warmup, device)
-    memory = {m: memory_mib(model, batch, device) for m, model in models.items()}
-    return {
-        "model": label,
-        "trainable": {m: count_parameters(model)[0] for m, model in models.items()},
-        "step_s": times,
-        "memory": memory,
-        "step_ratio_to_lora": {m: times[m] / times["lora"] for m in times},
-        "memory_ratio_to_lora": {m: memory[m]["total_mib"] / memory["lora"]["total_mib"] for m in memory},
-    }
+    return _measure_training(*load_model_quantized(name, device, bits=4), QLORA_METHODS, reps, warmup, device)
 
 
 def _with_targets(config: Any, targets: list[str]) -> Any:
