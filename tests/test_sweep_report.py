@@ -154,3 +154,40 @@ def test_keep_going_reports_a_failed_cell_and_runs_the_rest(tiny_glue_setup, tmp
         run_sweep(spec)
     statuses = [status for _, status in run_sweep(spec, keep_going=True)]
     assert statuses[0].startswith("failed: ValueError: HUTConfig.r must be an integer >= 1") and statuses[1] == "ran"
+
+
+def _fake_cell_result(folder: Path, lr: float, score: float, seeds=(0,)) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "results.json").write_text(json.dumps({
+        "recipe": "glue", "primary_metric": "accuracy", "settings": {"learning_rate": lr},
+        "summary": {"best": {"accuracy": {"mean": score, "std": 0.0, "n": len(seeds)}}},
+        "seeds": [{"seed": s} for s in seeds]}))
+    for s in seeds:
+        (folder / f"seed-{s}").mkdir(exist_ok=True)
+        (folder / f"seed-{s}" / "metrics.json").write_text("{}")
+
+
+def test_grid_extends_past_an_edge_winner_and_clears_a_stale_cell(tmp_path):
+    from hut_peft.sweep import _beyond_edge, _clear, _stale, select_lr
+
+    spec = {"recipe": "glue", "tasks": ["rte"], "seeds": "0,1",
+            "variants": [{"label": "hut", "method": "hut", "lr_grid": [1e-3, 3e-3], "lr_grid_extend": 2}]}
+    cell = plan(spec)[0]
+    assert cell.extend == 2 and [p.label for p in cell.grid] == ["hut/lr=0.001", "hut/lr=0.003"]
+    root = tmp_path
+    _fake_cell_result(cell.grid[0].output_dir(root), 1e-3, 0.60)
+    assert _beyond_edge(cell, root) is None  # the grid is not finished yet
+    _fake_cell_result(cell.grid[1].output_dir(root), 3e-3, 0.70)
+    assert _beyond_edge(cell, root) == 9e-3  # the top rate won: one grid step (×3) beyond it
+    _fake_cell_result(cell.output_dir(root), 3e-3, 0.70, seeds=(0, 1))  # the cell, finished at 3e-3
+    cell.grid.append(cell.probe(9e-3))
+    _fake_cell_result(cell.grid[-1].output_dir(root), 9e-3, 0.75)
+    selection = select_lr(cell, root)
+    assert selection["chosen"] == 9e-3 and _stale(cell, root, selection)
+    _clear(cell, root)
+    assert not (cell.output_dir(root) / "results.json").exists() and not list(cell.output_dir(root).glob("seed-*"))
+    assert all((p.output_dir(root) / "results.json").is_file() for p in cell.grid)  # the grid stays
+    _fake_cell_result(cell.grid[0].output_dir(root), 1e-3, 0.99)  # now the bottom rate wins
+    assert _beyond_edge(cell, root) == pytest.approx(1e-3 / 3, rel=1e-3)
+    with pytest.raises(ValueError, match="lr_grid_extend must be an integer >= 0"):
+        plan({**spec, "variants": [{"method": "hut", "lr_grid": [1e-3], "lr_grid_extend": 1}]})

@@ -22,7 +22,10 @@ A variant with ``lr_grid`` runs in two stages: one cell per learning rate on the
 (``<label>/lr=<value>/``), then, once they are all finished, the cell itself on every seed at the rate whose
 headline (the best-epoch primary metric for GLUE, BLEU for E2E) was highest; the grid's run of the first seed
 is reused, not trained again. The selection is kept in the cell's ``results.json`` (``lr_selection``).
-``lr_from: <label>`` gives a variant the rate chosen for another variant of the same task.
+``lr_from: <label>`` gives a variant the rate chosen for another variant of the same task. With
+``lr_grid_extend: N`` a winner at either edge of the grid gets one more probe a grid step beyond it, up to N times,
+so a rate is never chosen only because the grid stopped there. A finished cell whose rate is no longer the
+chosen one (the grid grew) is cleared and run again at the new rate.
 """
 
 from __future__ import annotations
@@ -53,6 +56,13 @@ class Cell:
     fields: dict[str, Any] = field(default_factory=dict)
     grid: list[Cell] = field(default_factory=list)
     lr_from: Optional[str] = None
+    extend: int = 0
+
+    def probe(self, lr: float) -> Cell:
+        """The grid cell of rate ``lr``: this cell's fields on its first seed."""
+        fields = {**self.fields, "learning_rate": float(lr), "seeds": str(parse_seeds(self.fields["seeds"])[0]),
+                  "tags": {**self.fields["tags"], "lr_grid_of": self.label}}
+        return Cell(table=self.table, task=self.task, label=f"{self.label}/{lr_label(float(lr))}", fields=fields)
 
     @property
     def name(self) -> str:
@@ -90,7 +100,10 @@ def plan(spec: dict[str, Any]) -> list[Cell]:
                 continue
             label = v.pop("label", v["method"])
             table = v.pop("table", "main")
-            grid, lr_from = v.pop("lr_grid", None), v.pop("lr_from", None)
+            grid, lr_from, extend = v.pop("lr_grid", None), v.pop("lr_from", None), v.pop("lr_grid_extend", 0)
+            if not isinstance(extend, int) or extend < 0 or (extend and (not grid or len(grid) < 2)):
+                raise ValueError(f"sweep: variant {label!r}: lr_grid_extend must be an integer >= 0, with an lr_grid "
+                                 f"of at least two rates, got {extend!r}.")
             cell_seeds = str(v.pop("seeds", seeds))
             parse_seeds(cell_seeds)
             if grid is not None and (not isinstance(grid, list) or not grid
@@ -102,11 +115,8 @@ def plan(spec: dict[str, Any]) -> list[Cell]:
             fields.update(seeds=cell_seeds, tags={"label": label, "table": table}, resume=True)
             if task:
                 fields["task"] = task
-            cell = Cell(table=table, task=task, label=label, fields=fields, lr_from=lr_from)
-            for lr in grid or []:
-                probe = {**fields, "learning_rate": float(lr), "seeds": str(parse_seeds(cell_seeds)[0]),
-                         "tags": {**fields["tags"], "lr_grid_of": label}}
-                cell.grid.append(Cell(table=table, task=task, label=f"{label}/{lr_label(float(lr))}", fields=probe))
+            cell = Cell(table=table, task=task, label=label, fields=fields, lr_from=lr_from, extend=extend)
+            cell.grid = [cell.probe(lr) for lr in sorted(grid or [])]
             cells.append(cell)
     labels = [(c.table, c.task, c.label) for c in cells]
     if len(set(labels)) != len(labels):
@@ -169,26 +179,39 @@ def run_sweep(spec: dict[str, Any], dry_run: bool = False, keep_going: bool = Fa
             return f"failed: {type(err).__name__}: {err}"
         return "ran"
 
-    for cell in cells:
-        for probe in cell.grid:  # stage 1: the learning-rate grid on the first seed
+    def run_probes(cell: Cell) -> None:
+        for probe in cell.grid:
+            if probe.name in {c.name for c, _ in report}:
+                continue
             if is_finished(probe, root):
                 report.append((probe, "done"))
             elif dry_run:
                 report.append((probe, "to run"))
             else:
                 report.append((probe, run_cell(probe, probe.fields)))
-        if is_finished(cell, root):
+
+    for cell in cells:
+        run_probes(cell)  # stage 1: the learning-rate grid on the first seed
+        for _ in range(cell.extend):  # a winner at an edge: one more rate beyond it
+            beyond = _beyond_edge(cell, root)
+            if beyond is None:
+                break
+            cell.grid = sorted(cell.grid + [cell.probe(beyond)], key=lambda c: c.fields["learning_rate"])
+            run_probes(cell)
+        source = cell if cell.grid else graded.get((cell.task, cell.lr_from))
+        selection = select_lr(source, root) if source is not None else None
+        if is_finished(cell, root) and not _stale(cell, root, selection):
             report.append((cell, "done"))
             logger.info("skip %s (finished)", cell.name)
             continue
-        source = cell if cell.grid else graded.get((cell.task, cell.lr_from))
-        selection = select_lr(source, root) if source is not None else None
         if source is not None and selection is None:
             report.append((cell, "waiting for its learning-rate grid" if dry_run else "skipped: grid unfinished"))
             continue
         if dry_run:
             report.append((cell, "to run"))
             continue
+        if _stale(cell, root, selection):
+            _clear(cell, root)
         fields = dict(cell.fields)
         if selection is not None:
             fields["learning_rate"] = selection["chosen"]
@@ -198,6 +221,38 @@ def run_sweep(spec: dict[str, Any], dry_run: bool = False, keep_going: bool = Fa
                         selection["seed"])
         report.append((cell, run_cell(cell, fields)))
     return report
+
+
+def _beyond_edge(cell: Cell, root: Path) -> Optional[float]:
+    """The next rate past the grid's edge when the (finished) grid's winner sits on that edge, else None."""
+    selection = select_lr(cell, root)
+    rates = sorted(p.fields["learning_rate"] for p in cell.grid)
+    if selection is None or len(rates) < 2:
+        return None
+    if selection["chosen"] == rates[-1]:
+        return float(f"{rates[-1] * rates[-1] / rates[-2]:.3g}")
+    if selection["chosen"] == rates[0]:
+        return float(f"{rates[0] * rates[0] / rates[1]:.3g}")
+    return None
+
+
+def _stale(cell: Cell, root: Path, selection: Optional[dict[str, Any]]) -> bool:
+    """A finished cell run at a rate that is no longer the chosen one."""
+    results = cell.output_dir(root) / "results.json"
+    if selection is None or not results.is_file():
+        return False
+    return json.loads(results.read_text())["settings"]["learning_rate"] != selection["chosen"]
+
+
+def _clear(cell: Cell, root: Path) -> None:
+    """Remove a stale cell's results and seed records (its grid probes, in sub-folders, stay)."""
+    import shutil
+
+    folder = cell.output_dir(root)
+    logger.warning("%s was run at a rate that is no longer chosen; running it again", cell.name)
+    for seed_dir in folder.glob("seed-*"):
+        shutil.rmtree(seed_dir)
+    (folder / "results.json").unlink(missing_ok=True)
 
 
 def _reuse_seed(probe: Cell, cell: Cell, root: Path, seed: int) -> None:
