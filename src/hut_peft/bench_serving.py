@@ -23,8 +23,9 @@ import copy
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import torch
 from torch import nn
@@ -176,8 +177,8 @@ def bench_serving(model_name: str, sizes: tuple[int, ...], reps: int, warmup: in
                                                      adapter_name=tenants[0]).eval()))
                 have = 1
             if k > have:
-                loaded_s += _timed(lambda: load_adapters(
-                    models["hut"], {t: folder / "hut" / t for t in tenants[have:k]}))
+                more = {t: folder / "hut" / t for t in tenants[have:k]}
+                loaded_s += _timed(lambda more=more: load_adapters(models["hut"], more))
             names["hut"] = tenants[:k]
             row["hut_load_s"] = loaded_s
             # LoRA, RoAd: copies of one random adapter, each with fresh noise
@@ -200,9 +201,9 @@ def bench_serving(model_name: str, sizes: tuple[int, ...], reps: int, warmup: in
             for method, model in models.items():
                 model.base_model.set_adapter(names[method][0])
                 rows = names[method][:k]
-                forward[f"{method}/single"] = lambda m=model: m(input_ids=batch, logits_to_keep=1)
-                forward[f"{method}/mixed"] = lambda m=model, r=rows: m(input_ids=batch, adapter_names=r,
-                                                                       logits_to_keep=1)
+                forward[f"{method}/single"] = lambda m=model, b=batch: m(input_ids=b, logits_to_keep=1)
+                forward[f"{method}/mixed"] = lambda m=model, b=batch, r=rows: m(input_ids=b, adapter_names=r,
+                                                                                logits_to_keep=1)
                 kw = dict(input_ids=batch, attention_mask=torch.ones_like(batch), max_new_tokens=NEW_TOKENS,
                           min_new_tokens=NEW_TOKENS, do_sample=False, pad_token_id=pad)
                 generate[f"{method}/single"] = lambda m=model, kw=kw: m.generate(**kw)
