@@ -130,6 +130,15 @@ def test_bank_follows_add_delete_reload_and_optimiser_steps(tmp_path):
     _assert_rows_match(model, ["a", "c", "__base__", "c"])
 
 
+def test_bank_built_in_inference_mode_is_refreshed_outside_it():
+    model = _bert_with(["a", "b"])
+    with torch.inference_mode():
+        model(IDS, adapter_names=["a", "b", "a", "b"])
+    with torch.no_grad():
+        next(p for n, p in model.named_parameters() if n.endswith("hut_gamma.b")).mul_(2.0)
+    _assert_rows_match(model, ["a", "b", "__base__", "b"])
+
+
 def test_row_count_mismatch_names_the_fix():
     model = _bert_with(["a", "b"])
     with pytest.raises(ValueError, match="Length of `adapter_names` should be the same as the number of inputs, but got 2 and 4"):

@@ -189,8 +189,8 @@ def bank_vectors(layer: HUTLayer, rows: AdapterRows) -> Vectors:
                 fresh = stack_vectors(layer, stale, nb=nb)
                 position = {name: j + 1 for j, name in enumerate(bank.layout)}
                 slots = torch.tensor([position[n] for n in stale], device=fresh[0].device)
-                for table, values in zip(bank.vectors, fresh):
-                    table.index_copy_(0, slots, values[1:])
+                # out of place: a bank built under torch.inference_mode cannot be written in place outside it
+                bank.vectors = tuple(t.index_copy(0, slots, v[1:]) for t, v in zip(bank.vectors, fresh))
                 bank.versions = versions
             bank.layout = rows.layout
     layer._hut_bank = bank
