@@ -33,7 +33,7 @@ test-peft-matrix: setup
 bench: setup
 	$(BIN)/hut-peft bench --models minilm,roberta-large-slice,smollm2 --reps 5 --sections training,inference,mixed,compile,qlora --output docs/results/bench.json
 
-# docs/serving.md's table: K = 1 to 1,024 adapters on SmolLM2, and 1,000 MiniLM adapters bulk-loaded (about 45 min here)
+# docs/serving.md's table: K = 1 to 1,024 adapters on SmolLM2, and 1,000 MiniLM adapters bulk-loaded (41 min here)
 bench-serving: setup
 	$(BIN)/hut-peft bench --sections serving --threads 1 --reps 2 --warmup 1 --output docs/results/serving.json
 
