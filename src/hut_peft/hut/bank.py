@@ -13,8 +13,9 @@ Two pieces make the cost independent of the number of distinct adapters:
 - :class:`AdapterBank`, one per layer, keeps the vectors of every loaded adapter stacked as ``a (K+1, nb, d)``,
   ``c, s (K+1, nb, k/nb)`` (``nb`` output blocks of a fused projection, 1 otherwise). It is rebuilt, vectorised,
   when the set of adapters changes, and a slot is recomputed when one of its parameters changed in place
-  (an optimiser step, ``copy_``, loading weights: each bumps the tensor's ``_version``). Validation runs once per
-  layer per call, over the adapters the batch uses, so a ``generate`` call pays it once, not once per token.
+  (an optimiser step, ``copy_``, loading weights: each bumps the tensor's ``_version``). Validation compares the
+  version counters of the bank's parameters once per layer per call, so a ``generate`` call pays it once, not
+  once per token. Not detected: replacing an adapter parameter's ``.data`` by hand.
 
 With gradients enabled (training, or any forward that could be differentiated) the bank is not used: the
 vectors of the adapters present in the batch are stacked with autograd, so each adapter is updated from its own
