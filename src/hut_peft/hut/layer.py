@@ -168,6 +168,7 @@ class HUTLayer(BaseTunerLayer):
             getattr(self, attr)[adapter_name] = nn.Parameter(value, requires_grad=requires_grad)
         self.r[adapter_name] = r
         self.fused_mask[adapter_name] = mask
+        self.recompute_base_output[adapter_name] = bool(config.recompute_base_output)
         self._hut_bank = None
 
     def _move_adapter_to_device_of_base_layer(self, adapter_name: str, device: Optional[torch.device] = None) -> None:
