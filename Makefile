@@ -6,7 +6,7 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_NO_ADVISORY_WARNINGS ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup test test-slow test-peft-matrix bench lint clean
+.PHONY: setup test test-slow test-peft-matrix bench bench-serving lint clean
 
 setup: $(BIN)/.installed
 
@@ -31,7 +31,11 @@ test-peft-matrix: setup
 	$(BIN)/python tests/peft_matrix/run.py $(ARGS)
 
 bench: setup
-	$(BIN)/hut-peft bench --models minilm,roberta-large-slice,smollm2 --reps 5 --output docs/results/bench.json
+	$(BIN)/hut-peft bench --models minilm,roberta-large-slice,smollm2 --reps 5 --sections training,inference,mixed,compile,qlora --output docs/results/bench.json
+
+# docs/serving.md's table: K = 1 to 1,024 adapters on SmolLM2, and 1,000 MiniLM adapters bulk-loaded (41 min here)
+bench-serving: setup
+	$(BIN)/hut-peft bench --sections serving --threads 1 --reps 2 --warmup 1 --output docs/results/serving.json
 
 lint: setup
 	$(BIN)/ruff check src tests

@@ -88,6 +88,42 @@ def test_bench_quick_runs_end_to_end(tmp_path, capsys):
     else:
         assert "4-bit" in qlora["model"] and set(qlora["step_s"]) == {"hut", "hut-recompute", "lora"}
         assert qlora["memory"]["hut"]["frozen_weights_mib"] == qlora["memory"]["lora"]["frozen_weights_mib"]
+    serving = result["serving"]
+    assert [row["k"] for row in serving["rows"]] == [1, 4] and {"hut", "lora"} <= set(serving["methods"])
+    for row in serving["rows"]:
+        assert set(row["forward_ratio"]) == set(row["generate_ratio"]) == set(serving["methods"])
+        assert row["memory_mib"]["hut_bank"] > 0 and row["hut_load_s"] > 0
+    # the bank holds the base and every loaded adapter: K + 1 slots of (d + 2k) floats per adapted layer
+    assert serving["rows"][1]["memory_mib"]["hut_bank"] == pytest.approx(5 / 2 * serving["rows"][0]["memory_mib"]["hut_bank"])
+    assert result["bulk_load"]["adapters"] == 4 and result["bulk_load"]["load_s"] > 0
     stdout = capsys.readouterr().out
-    assert "| hut |" in stdout and "Mixed-adapter batch" in stdout
+    assert "| hut |" in stdout and "Mixed-adapter batch" in stdout and "Serving K adapters" in stdout
     assert main(["bench", "--models", "gpt5"]) == 2 and "Unknown bench model 'gpt5'" in capsys.readouterr().err
+    assert main(["bench", "--sections", "servng"]) == 2 and "Unknown bench section 'servng'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("method", ["lora", "road"])
+def test_cloned_adapters_are_real_distinct_adapters(method):
+    """The serving bench measures LoRA and RoAd on copies made by ``clone_adapter``: each copy must be a working
+    adapter of its own (mixed rows equal its single-adapter run, and differ from the source)."""
+    import peft
+    from peft import get_peft_model
+
+    from conftest import tiny_llama
+    from hut_peft.bench_serving import _adapter_params, _configs, _perturb_, clone_adapter
+
+    if method == "road" and not hasattr(peft, "RoadConfig"):
+        pytest.skip("this peft has no RoAd")
+    gen = torch.Generator().manual_seed(0)
+    model = get_peft_model(tiny_llama(), _configs(group_size=8)[method](), adapter_name="c0")
+    _perturb_(_adapter_params(model, "c0"), gen)
+    clone_adapter(model, "c0", "c1", gen)
+    model.eval()
+    ids = torch.randint(3, 100, (2, 5), generator=gen)
+    with torch.no_grad():
+        mixed = model(ids, adapter_names=["c1", "c0"]).logits
+        model.base_model.set_adapter("c1")
+        torch.testing.assert_close(mixed[0], model(ids).logits[0], atol=1e-6, rtol=1e-6)
+        model.base_model.set_adapter("c0")
+        torch.testing.assert_close(mixed[1], model(ids).logits[1], atol=1e-6, rtol=1e-6)
+        assert (model(ids).logits[0] - mixed[0]).abs().max() > 1e-5

@@ -4,7 +4,7 @@ Importing this package registers the method "hut" with peft, so ``get_peft_model
 and ``PeftModel.from_pretrained(model, path)`` work for HUT adapters like for any built-in method.
 """
 
-from .hut import HUT_PEFT_TYPE, HUTConfig, HUTLayer, HUTModel
+from .hut import HUT_PEFT_TYPE, HUTConfig, HUTLayer, HUTModel, load_adapters
 
 __version__ = "0.1.0"
-__all__ = ["HUTConfig", "HUTLayer", "HUTModel", "HUT_PEFT_TYPE", "__version__"]
+__all__ = ["HUTConfig", "HUTLayer", "HUTModel", "HUT_PEFT_TYPE", "load_adapters", "__version__"]

@@ -37,6 +37,7 @@ COMPILE_METHODS = ("hut", "lora")
 QLORA_METHODS = ("hut", "hut-recompute", "lora")
 # Bench variants that are a registry method with options: HUTConfig(recompute_base_output=True).
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {"hut-recompute": ("hut", {"recompute_base_output": True})}
+SECTIONS = ("training", "inference", "mixed", "compile", "qlora", "serving")
 BENCH_MODELS = ("minilm", "roberta-large-slice", "smollm2")
 QUICK_MODELS = ("tiny-bert", "tiny-llama")
 SEED = 0
@@ -397,6 +398,8 @@ def hardware(device: torch.device) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------------- report
 def to_markdown(result: dict[str, Any]) -> str:
     """The result as markdown tables (one per measurement)."""
+    from .bench_serving import to_markdown as serving_markdown
+
     hw = result["hardware"]
     lines = [f"Hardware: {hw.get('cpu_model', hw['cpu'])} ({hw['cores']} cores), {hw['threads']} torch threads, "
              f"device {hw['device']}{' (' + hw['gpu'] + ')' if hw.get('gpu') else ''}; torch {hw['torch']}, "
@@ -418,19 +421,26 @@ def to_markdown(result: dict[str, Any]) -> str:
                 f"{t['memory_ratio_to_lora'][m]:.3f} |")
         lines.append("")
     inf = result["inference"]
-    lines += [f"**Inference latency (eval, no_grad), {inf['model']}**", "", "| model | latency (s) | × base |",
-              "|---|---|---|"]
-    lines += [f"| {k} | {v:.4f} | {inf['ratio_to_base'][k]:.3f} |" for k, v in inf["latency_s"].items()]
-    lines += ["", f"Merged vs unmerged outputs: max |Δ| = {inf['merged_max_abs_difference']:.2e}."]
+    if inf:
+        lines += [f"**Inference latency (eval, no_grad), {inf['model']}**", "", "| model | latency (s) | × base |",
+                  "|---|---|---|"]
+        lines += [f"| {k} | {v:.4f} | {inf['ratio_to_base'][k]:.3f} |" for k, v in inf["latency_s"].items()]
+        lines += ["", f"Merged vs unmerged outputs: max |Δ| = {inf['merged_max_abs_difference']:.2e}.", ""]
     mix = result["mixed"]
-    lines += ["", f"**Mixed-adapter batch, {mix['model']}: {mix['rows']} rows, {mix['adapters']} adapters "
+    if mix:
+        lines += [f"**Mixed-adapter batch, {mix['model']}: {mix['rows']} rows, {mix['adapters']} adapters "
                   f"({mix['rows'] // mix['adapters']} rows each)**", "",
-              "| method | one adapter for all rows (s) | a different adapter per row (s) | mixed / single |",
-              "|---|---|---|---|"]
-    for m in ("hut", "lora"):
-        lines.append(f"| {m} | {mix[m]['latency_s']['single']:.4f} | {mix[m]['latency_s']['mixed']:.4f} | "
-                     f"{mix[m]['mixed_over_single']:.3f} |")
-    lines += _compile_markdown(result["compile"]) + _qlora_markdown(result["qlora"])
+                  "| method | one adapter for all rows (s) | a different adapter per row (s) | mixed / single |",
+                  "|---|---|---|---|"]
+        for m in ("hut", "lora"):
+            lines.append(f"| {m} | {mix[m]['latency_s']['single']:.4f} | {mix[m]['latency_s']['mixed']:.4f} | "
+                         f"{mix[m]['mixed_over_single']:.3f} |")
+        lines.append("")
+    if result.get("compile"):
+        lines += _compile_markdown(result["compile"]) + [""]
+    if result.get("qlora"):
+        lines += _qlora_markdown(result["qlora"]) + [""]
+    lines += serving_markdown(result.get("serving"), result.get("bulk_load"))
     return "\n".join(lines) + "\n"
 
 
@@ -462,14 +472,22 @@ def _qlora_markdown(q: dict[str, Any]) -> list[str]:
 
 
 def run_bench(models: Optional[list[str]] = None, reps: int = 5, warmup: int = 2, quick: bool = False,
-              device: str | torch.device = "cpu") -> dict[str, Any]:
-    """Every measurement in one run. ``quick``: tiny random models and one repetition (for tests).
+              device: str | torch.device = "cpu", sections: tuple[str, ...] = SECTIONS,
+              serving_sizes: Optional[tuple[int, ...]] = None, serving_model: str = "smollm2",
+              bulk_adapters: Optional[int] = None) -> dict[str, Any]:
+    """Every measurement in ``sections`` in one run. ``quick``: tiny random models, one repetition, K ∈ {1, 4}
+    and 4 bulk-loaded adapters (for tests).
 
     Raises:
-        ValueError: Unknown model name, or ``reps`` < 1.
+        ValueError: Unknown model name or section, or ``reps`` < 1.
     """
+    from .bench_serving import BULK_ADAPTERS, QUICK_SIZES, SERVING_SIZES, bench_bulk_load, bench_serving
+
     if reps < 1 or warmup < 0:
         raise ValueError(f"--reps must be >= 1 and warm-up >= 0, got reps={reps}, warmup={warmup}.")
+    unknown = sorted(set(sections) - set(SECTIONS))
+    if unknown:
+        raise ValueError(f"Unknown bench section {unknown[0]!r}; known: {', '.join(SECTIONS)}.")
     dev = torch.device(device)
     torch.manual_seed(SEED)
     if quick:
@@ -482,19 +500,31 @@ def run_bench(models: Optional[list[str]] = None, reps: int = 5, warmup: int = 2
     latency_reps = reps if quick else 3 * reps  # forward-only calls are short: more of them for a stable median
     start = time.perf_counter()
     load_start = _loadavg()
-    result = {
+    sizes = QUICK_SIZES if quick else tuple(serving_sizes or SERVING_SIZES)
+    result: dict[str, Any] = {
         "hardware": hardware(dev), "seed": SEED, "reps": reps, "warmup": warmup, "quick": quick,
-        "training": [bench_training(m, reps, warmup, dev) for m in models],
-        "inference": bench_inference(encoder, latency_reps, warmup, dev),
-        "mixed": bench_mixed(encoder, latency_reps, warmup, dev),
+        "sections": list(sections),
+        "training": [bench_training(m, reps, warmup, dev) for m in models] if "training" in sections else [],
+        "inference": bench_inference(encoder, latency_reps, warmup, dev) if "inference" in sections else None,
+        "mixed": bench_mixed(encoder, latency_reps, warmup, dev) if "mixed" in sections else None,
         # inductor's code generation takes minutes on a small CPU: quick runs only trace (aot_eager)
-        "compile": bench_compile(encoder, reps, warmup, dev, backend="aot_eager" if quick else "inductor"),
-        "qlora": bench_qlora("tiny-llama" if quick else "smollm2", reps, warmup, dev),
+        "compile": bench_compile(encoder, reps, warmup, dev, backend="aot_eager" if quick else "inductor")
+        if "compile" in sections else None,
+        "qlora": bench_qlora("tiny-llama" if quick else "smollm2", reps, warmup, dev) if "qlora" in sections else None,
+        # the first mixed call builds HUT's bank: at least one warm-up round keeps it out of the timings
+        "serving": bench_serving("tiny-llama" if quick else serving_model, sizes, reps, max(1, warmup), dev,
+                                 group_size=8 if quick else 64) if "serving" in sections else None,
+        "bulk_load": bench_bulk_load(4 if quick else bulk_adapters or BULK_ADAPTERS, dev, quick=quick)
+        if "serving" in sections else None,
     }
     result["wall_s"] = time.perf_counter() - start
     # Other processes on the machine slow every variant alike (interleaving) but widen the noise: record them.
     result["hardware"]["loadavg_1min_start_end"] = [load_start, _loadavg()]
     return result
+
+
+def _csv(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
 def _fmt_load(pair: Optional[list[Optional[float]]]) -> str:
@@ -518,6 +548,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
                         help="cpu or cuda (default: cuda when available).")
     parser.add_argument("--output", help="Also write the results as JSON here (atomically).")
+    parser.add_argument("--sections", default=",".join(SECTIONS),
+                        help=f"What to measure, comma-separated: {', '.join(SECTIONS)} (default: all).")
+    parser.add_argument("--serving-sizes", default="1,8,64,256,1024",
+                        help="Serving table: numbers K of distinct adapters, one per row (default 1,8,64,256,1024).")
+    parser.add_argument("--serving-model", default="smollm2", help="Serving table's decoder: smollm2 or tiny-llama.")
+    parser.add_argument("--bulk-adapters", type=int, default=1000,
+                        help="Saved MiniLM adapters to bulk-load in the serving section (default 1000).")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -534,7 +571,9 @@ def run(args: argparse.Namespace) -> int:
         with warnings.catch_warnings():  # peft probes a deprecated transformers attribute on every wrap
             warnings.filterwarnings("ignore", category=FutureWarning)
             result = run_bench([m.strip() for m in args.models.split(",") if m.strip()], args.reps, args.warmup,
-                               args.quick, args.device)
+                               args.quick, args.device, sections=_csv(args.sections),
+                               serving_sizes=tuple(int(k) for k in _csv(args.serving_sizes)),
+                               serving_model=args.serving_model, bulk_adapters=args.bulk_adapters)
     finally:
         torch.set_num_threads(previous_threads)  # in-process callers (tests) keep their setting
     print(to_markdown(result))

@@ -2,9 +2,12 @@
 
 from .config import HUTConfig
 from .layer import HUTLayer, Linear
+from .loading import find_saved_adapters, load_adapters
 from .model import HUTModel
 from .registration import HUT_PEFT_TYPE, register_hut
 
 register_hut()
 
-__all__ = ["HUTConfig", "HUTLayer", "HUTModel", "Linear", "HUT_PEFT_TYPE", "register_hut"]
+__all__ = [
+    "HUTConfig", "HUTLayer", "HUTModel", "Linear", "HUT_PEFT_TYPE", "find_saved_adapters", "load_adapters", "register_hut",
+]

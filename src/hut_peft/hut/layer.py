@@ -27,9 +27,9 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 from transformers.pytorch_utils import Conv1D
 
+from .bank import AdapterRows, bank_vectors, stack_vectors
 from .config import HUTConfig
 
-BASE_ADAPTER = "__base__"
 # Below this magnitude a factor cannot be divided back out exactly: unmerge refuses.
 UNMERGE_MIN_FACTOR = 1e-6
 
@@ -72,6 +72,7 @@ class HUTLayer(BaseTunerLayer):
         self.recompute_base_output: dict[str, bool] = {}
         self._disable_adapters = False
         self.merged_adapters: list[str] = []
+        self._hut_bank = None  # mixed batches' stacked vectors (bank.py), built on first use
         base = self.get_base_layer()
         if isinstance(base, nn.Linear):
             self.in_features, self.out_features = base.in_features, base.out_features
@@ -122,7 +123,71 @@ class HUTLayer(BaseTunerLayer):
                     if adapter_name in params:
                         params[adapter_name].add_(torch.randn_like(params[adapter_name]) * config.init_std)
         self._move_adapter_to_device_of_base_layer(adapter_name)
-        self.set_adapter(self.active_adapters, inference_mode=config.inference_mode)
+        # Only the new adapter's trainability is set here: peft's set_adapter would visit every loaded adapter,
+        # which makes adding K adapters cost O(K²).
+        trainable = adapter_name in self.active_adapters and not config.inference_mode
+        for name in self.adapter_layer_names:
+            params = getattr(self, name)
+            if adapter_name in params:
+                params[adapter_name].requires_grad_(trainable)
+        self._hut_bank = None
+
+    def add_saved_adapter(
+        self,
+        adapter_name: str,
+        config: HUTConfig,
+        values: dict[str, torch.Tensor],
+        like: str,
+        requires_grad: bool = False,
+    ) -> None:
+        """Create an adapter straight from saved tensors (bulk loading, loading.py): no identity init, no random
+        draw, no visit of the other adapters. It is placed, typed and split (fused blocks) like the loaded
+        adapter ``like``, which targets the same modules.
+
+        Raises:
+            ValueError: A tensor is missing or its shape does not fit this layer.
+        """
+        mask = self.fused_mask.get(like)
+        lead = (sum(mask),) if mask else ()
+        d, k, r = self.in_features, self.out_features // (len(mask) if mask else 1), config.r
+        shapes = {"hut_A": (*lead, d, r), "hut_B": (*lead, r, k), "hut_gamma": (*lead, k)}
+        if config.shift:
+            shapes["hut_beta"] = (*lead, k)
+        for attr, shape in shapes.items():
+            value = values.get(attr)
+            if value is None or tuple(value.shape) != shape:
+                found = "is missing" if value is None else f"has shape {tuple(value.shape)}"
+                raise ValueError(
+                    f"The saved HUT adapter '{adapter_name}' does not fit this model: its '{attr}' for a layer "
+                    f"{self.in_features}→{self.out_features} {found}, expected {shape} (r={r}). Load the adapter on "
+                    "the base model it was trained for, with its saved adapter_config.json."
+                )
+        ref = self.hut_gamma[like]
+        for attr in shapes:
+            value = values[attr].to(device=ref.device, dtype=ref.dtype)
+            getattr(self, attr)[adapter_name] = nn.Parameter(value, requires_grad=requires_grad)
+        self.r[adapter_name] = r
+        self.fused_mask[adapter_name] = mask
+        self.recompute_base_output[adapter_name] = bool(config.recompute_base_output)
+        self._hut_bank = None
+
+    def _move_adapter_to_device_of_base_layer(self, adapter_name: str, device: Optional[torch.device] = None) -> None:
+        """peft's move of one adapter to the base layer's device and floating dtype, without its scan of every
+        loaded adapter's parameters (which made each ``add_adapter`` slower than the last)."""
+        base_device, base_dtype = self._get_base_layer_device_and_dtype(self.get_base_layer())
+        target = device if device is not None else base_device
+        if target is None:
+            return
+        dtype = base_dtype if base_dtype is not None and base_dtype.is_floating_point else None
+        for name in self.adapter_layer_names:
+            params = getattr(self, name)
+            if adapter_name in params and params[adapter_name].device.type != "meta":
+                params[adapter_name] = params[adapter_name].to(target, dtype=dtype)
+
+    def delete_adapter(self, adapter_name: str) -> None:
+        """peft's delete, and drop the mixed-batch bank (its slots follow the set of adapters)."""
+        super().delete_adapter(adapter_name)
+        self._hut_bank = None
 
     # ----------------------------------------------------------------------------------------- maths
     def adapter_vectors(self, adapter_name: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -236,32 +301,25 @@ class HUTLayer(BaseTunerLayer):
         return torch.cat(outs, dim=-1)
 
     def _mixed_batch_forward(
-        self, x: torch.Tensor, *args: Any, adapter_names: Sequence[str], **kwargs: Any
+        self, x: torch.Tensor, *args: Any, adapter_names: Sequence[str] | AdapterRows, **kwargs: Any
     ) -> torch.Tensor:
-        """One adapter per row (or ``"__base__"``): gather each row's vectors, one base call for the batch."""
+        """One adapter per row (or ``"__base__"``): one base call for the batch, each row's vectors gathered from
+        the stacked bank (bank.py); with gradients enabled, from the batch's adapters stacked with autograd."""
         if self.merged:
             raise ValueError(
                 "Cannot pass `adapter_names` when there are merged adapters, please call `unmerge_adapter` first."
             )
-        if len(adapter_names) != x.shape[0]:
-            raise ValueError(
-                "Length of `adapter_names` should be the same as the number of inputs, but got "
-                f"{len(adapter_names)} and {x.shape[0]} respectively (one adapter name, or '__base__', per row)."
-            )
-        names = sorted(set(adapter_names))
-        known = [n for n in names if n != BASE_ADAPTER and n in self.hut_A]
-        nb = self._num_blocks(known)
-        ks = self.out_features // nb
-        base_bias = self._base_bias()
-        ref = next(iter(self.hut_gamma.values()), None)
-        dtype = ref.dtype if ref is not None else x.dtype
-        ones_a = torch.ones(nb, self.in_features, device=x.device, dtype=dtype)
-        ones_c = torch.ones(nb, ks, device=x.device, dtype=dtype)
-        table = {name: self._composed([name], base_bias) for name in known}
-        rows = [table.get(n, (ones_a, ones_c, torch.zeros_like(ones_c))) for n in names]
-        index = torch.tensor([names.index(n) for n in adapter_names], device=x.device)
-        a, c, s = (torch.stack([row[i] for row in rows])[index] for i in range(3))  # (B, nb, ·)
-        if nb > 1:
+        rows = adapter_names
+        if not isinstance(rows, AdapterRows):  # called directly rather than through the tuner
+            rows = AdapterRows(tuple(rows), tuple(self.hut_A.keys()))
+        if torch.is_grad_enabled():
+            a, c, s = stack_vectors(self, rows.present)
+            slots = rows.slots("present", x.shape[0], a.device)
+        else:
+            a, c, s = bank_vectors(self, rows)
+            slots = rows.slots("layout", x.shape[0], a.device)
+        a, c, s = (t.index_select(0, slots) for t in (a, c, s))  # (B, nb, ·)
+        if a.shape[1] > 1:
             return self._blocked_forward(x, a, c, s)
         view = (x.shape[0],) + (1,) * (x.dim() - 2)
         y = self.base_layer(x * a[:, 0].reshape(*view, -1).to(x.dtype), *args, **kwargs)

@@ -7,20 +7,29 @@ from contextlib import contextmanager
 from functools import partial
 from typing import Any
 
+import torch
 from peft.tuners.tuners_utils import BaseTuner, BaseTunerLayer
 from peft.utils import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
 from peft.utils.other import AuxiliaryTrainingWrapper
 from torch import nn
 from transformers.pytorch_utils import Conv1D
 
+from .bank import BASE_ADAPTER, AdapterRows
 from .config import HUTConfig
-from .layer import BASE_ADAPTER, HUTLayer, Linear
+from .layer import HUTLayer, Linear
 from .weighted import CombinationType
 from .weighted import add_weighted_adapter as _add_weighted_adapter
 
 
-def _inject_adapter_names(module: nn.Module, args: tuple, kwargs: dict, adapter_names: list[str]):
-    kwargs["adapter_names"] = adapter_names
+def _inject_rows(module: nn.Module, args: tuple, kwargs: dict, rows: AdapterRows) -> tuple[tuple, dict]:
+    kwargs["adapter_names"] = rows
+    return args, kwargs
+
+
+def _inject_row_names(module: nn.Module, args: tuple, kwargs: dict, rows: AdapterRows) -> tuple[tuple, dict]:
+    """peft's wrappers (``modules_to_save``) take a list of names: the one matching the rows this module sees."""
+    first = args[0] if args else next(iter(kwargs.values()), None)
+    kwargs["adapter_names"] = rows.names_for(first.shape[0]) if isinstance(first, torch.Tensor) else list(rows.names)
     return args, kwargs
 
 
@@ -106,35 +115,47 @@ class HUTModel(BaseTuner):
 
     @contextmanager
     def _enable_peft_forward_hooks(self, *args: Any, **kwargs: Any) -> Iterator[None]:
-        """Route ``adapter_names`` (one per row) to every HUT layer and ``modules_to_save`` wrapper."""
+        """Route ``adapter_names`` (one per row) to every HUT layer and ``modules_to_save`` wrapper.
+
+        The row → adapter index is resolved once here (``AdapterRows``) and shared by every layer. ``generate``
+        repeats each row ``max(num_beams, num_return_sequences)`` times before decoding but runs an encoder on
+        the original rows: each module gets the index that matches the rows it sees (as peft's LoRA gives the
+        encoder the un-repeated names).
+
+        In training mode each row's output depends only on its own adapter, so a mixed batch trains each adapter
+        from its own rows (multi-task training; set the adapters trainable with ``set_requires_grad``).
+        """
         adapter_names = kwargs.pop("adapter_names", None)
         if adapter_names is None:
             yield
             return
-        if self.training:
-            raise ValueError("Cannot pass `adapter_names` when the model is in training mode. Call model.eval() first.")
         if not isinstance(adapter_names, (list, tuple)):
             raise TypeError(f"Got adapter names of type {type(adapter_names)}, expected a list of str (one per row).")
-        known = set()
-        for module in self.modules():
-            if isinstance(module, HUTLayer):
-                known |= set(module.hut_A.keys())
+        known = set(self.peft_config)
         unknown = {n for n in adapter_names if n != BASE_ADAPTER} - known
         if unknown:
             raise ValueError(
                 f"Trying to infer with non-existing adapter(s): {', '.join(sorted(unknown))}. Known: "
                 f"{', '.join(sorted(known))}, or '{BASE_ADAPTER}' for the base model."
             )
-        num_beams = kwargs.get("num_beams")
-        if isinstance(num_beams, int) and num_beams > 1:  # generate() repeats every row num_beams times
-            adapter_names = [n for n in adapter_names for _ in range(num_beams)]
+        rows = AdapterRows(tuple(adapter_names), tuple(self.peft_config), expand=self._generation_expansion(kwargs))
         handles = []
         for module in self.modules():
-            if isinstance(module, (HUTLayer, AuxiliaryTrainingWrapper)):
-                hook = partial(_inject_adapter_names, adapter_names=list(adapter_names))
+            if isinstance(module, HUTLayer):
+                handles.append(module.register_forward_pre_hook(partial(_inject_rows, rows=rows), with_kwargs=True))
+            elif isinstance(module, AuxiliaryTrainingWrapper):
+                hook = partial(_inject_row_names, rows=rows)
                 handles.append(module.register_forward_pre_hook(hook, with_kwargs=True))
         try:
             yield
         finally:
             for handle in handles:
                 handle.remove()
+
+    def _generation_expansion(self, kwargs: dict[str, Any]) -> int:
+        """How many times ``generate`` repeats each row: ``max(num_beams, num_return_sequences)`` from the call's
+        arguments, else its ``generation_config``, else the model's (as transformers resolves them)."""
+        config = kwargs.get("generation_config") or getattr(self.model, "generation_config", None)
+        beams = kwargs.get("num_beams") or getattr(config, "num_beams", None) or 1
+        returned = kwargs.get("num_return_sequences") or getattr(config, "num_return_sequences", None) or 1
+        return max(int(beams), int(returned))
