@@ -82,6 +82,13 @@ def test_mixed_batch_equals_per_row_runs_with_base_rows():
     _assert_rows_match(model, ["c", "__base__", "a", "b"])
 
 
+def test_mixed_batch_of_adapters_with_different_ranks():
+    """Adapters of rank 2 and 5 on one layer stack by their means (peft's matrix mixes r = 8 and r = 4)."""
+    model = _bert_with(["a"])
+    model.add_adapter("b", HUTConfig(r=5, target_modules=QV, init="perturbed", init_std=0.3))
+    _assert_rows_match(model.eval(), ["b", "a", "__base__", "b"])
+
+
 def test_fused_gpt2_mixed_batch_every_row():
     torch.manual_seed(0)
     fused = {"c_attn": [True, False, True]}

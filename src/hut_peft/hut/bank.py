@@ -138,11 +138,11 @@ def stack_vectors(layer: HUTLayer, names: Sequence[str], nb: Optional[int] = Non
     n = len(names) + 1
     a, c, s = torch.ones(n, nb, d, **kw), torch.ones(n, nb, ks, **kw), torch.zeros(n, nb, ks, **kw)
     position = {name: j + 1 for j, name in enumerate(names)}
-    groups: dict[Optional[tuple[bool, ...]], list[str]] = {}
-    for name in here:
-        groups.setdefault(layer.fused_mask.get(name), []).append(name)
+    groups: dict[tuple[Optional[tuple[bool, ...]], tuple[int, ...]], list[str]] = {}
+    for name in here:  # adapters stack together when their fused split and their M_A, M_B shapes (rank) agree
+        groups.setdefault((layer.fused_mask.get(name), tuple(layer.hut_A[name].shape)), []).append(name)
     b0 = layer._base_bias()
-    for mask, group in groups.items():
+    for (mask, _), group in groups.items():
         g = len(group)
         m_a = torch.stack([layer.hut_A[x] for x in group]).mean(dim=-1)  # (g, [m,] d)
         m_b = torch.stack([layer.hut_B[x] for x in group]).mean(dim=-2)  # (g, [m,] width)
