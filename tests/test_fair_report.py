@@ -58,19 +58,21 @@ def test_sections_lead_with_verdicts_and_skip_grid_probes(tmp_path):
         _cell("lora", "rte", {0: 0.57, 1: 0.58, 2: 0.59}),
         _cell("ia3", "rte", {0: 0.55, 1: 0.62, 2: 0.58}),
         _cell("full", "rte", {0: 0.50, 1: 0.51, 2: 0.52}),
-        _cell("hut", "rte", {0: 0.99}, lr=0.1, grid_of="hut"),  # a grid probe: never a row
+        _cell("hut", "rte", {0: 0.50}, lr=3e-4, grid_of="hut"),  # grid probes: never rows
+        _cell("hut", "rte", {0: 0.60}, lr=1e-3, grid_of="hut"),
+        _cell("hut", "rte", {0: 0.40}, lr=0.1, grid_of="hut"),
     ]
     cells = glue_cells(results)
     assert set(cells) == {"hut", "lora", "ia3", "full"}
     lines = verdict_lines(cells)
-    assert lines[0].startswith("- **HUT against LoRA**") and "RTE +3.0 (better" in lines[0]
+    assert lines[0].startswith("- **HUT against LoRA**") and "better on 1 task. RTE +3.0 (better" in lines[0]
     assert "not distinguishable at 3 seeds" in lines[1]
     assert "Full FT on RTE (51.0 < 56.0)" in lines[-1] and "Full FT on RTE is at the majority class" in lines[-1]
     text = fair_sections(results, tmp_path / "curves.png")
     assert text.startswith("## What was found")
     assert "| HUT | 0.001M | 61.0 ± 1.0 | 61.0 |" in text
     assert "| majority class | – | 52.7 | – |" in text
-    assert "0.0003: 50.0, **0.001: 60.0**" in text  # the grid, the chosen rate in bold
+    assert "| HUT | 0.0003: 50.0, **0.001: 60.0**, 0.1: 40.0 |" in text  # every probe, the chosen rate in bold
     assert "| RTE | HUT − LoRA | 0: +3.0, 1: +3.0, 2: +3.0 |" in text
     assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"
 

@@ -101,7 +101,7 @@ def verdict_lines(cells: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
                 p = "–" if math.isnan(cmp["p"]) else f"p = {cmp['p']:.2f}"
                 parts.append(f"{GLUE_NAMES[task]} {_signed(cmp['mean'])} ({cmp['verdict']}, {p})")
         if parts:
-            summary = ", ".join(f"{k} on {v}" for k, v in sorted(tally.items()))
+            summary = ", ".join(f"{k} on {v} task{'s' if v > 1 else ''}" for k, v in sorted(tally.items()))
             lines.append(f"- **{METHOD_NAMES.get(ours, ours)} against {METHOD_NAMES.get(other, other)}** "
                          f"(paired over seeds, best-epoch dev score × 100): {summary}. " + "; ".join(parts) + ".")
     missed = []
@@ -152,21 +152,33 @@ def main_table(cells: dict[str, dict[str, dict[str, Any]]]) -> str:
     return "\n".join(lines + paper) + "\n"
 
 
-def lr_table(cells: dict[str, dict[str, dict[str, Any]]]) -> str:
+def grid_scores(results: list[dict[str, Any]]) -> dict[tuple[str, str], dict[float, float]]:
+    """(task, label) -> every probed rate's seed-0 headline, read from the grid cells themselves (a grid extended
+    after its cell finished is shown whole)."""
+    scores: dict[tuple[str, str], dict[float, float]] = defaultdict(dict)
+    for res in results:
+        of = res["config"].get("tags", {}).get("lr_grid_of")
+        if res.get("recipe") == "glue" and of:
+            scores[(res["config"]["task"], of)][res["settings"]["learning_rate"]] = (
+                res["summary"]["best"][res["primary_metric"]]["mean"])
+    return dict(scores)
+
+
+def lr_table(cells: dict[str, dict[str, dict[str, Any]]], grids: dict[tuple[str, str], dict[float, float]]) -> str:
     """Each method's chosen rate per task, with the grid's seed-0 scores (the chosen one in bold)."""
     tasks = _tasks(cells)
     lines = ["| method | " + " | ".join(GLUE_NAMES[t] for t in tasks) + " |", "|" + "---|" * (len(tasks) + 1)]
     for label in _ordered(cells):
         texts = []
         for task in tasks:
-            sel = cells[label].get(task, {}).get("config", {}).get("tags", {}).get("lr_selection")
-            if not sel:
+            res = cells[label].get(task)
+            grid = grids.get((task, label))
+            if res is None or not grid:
                 texts.append("–")
                 continue
-            chosen = f"lr={sel['chosen']:g}"
-            grid = ", ".join((f"**{k.removeprefix('lr=')}: {_score(v)}**" if k == chosen
-                              else f"{k.removeprefix('lr=')}: {_score(v)}") for k, v in sel["grid"].items())
-            texts.append(grid)
+            chosen = res["settings"]["learning_rate"]
+            texts.append(", ".join(f"**{lr:g}: {_score(v)}**" if lr == chosen else f"{lr:g}: {_score(v)}"
+                                   for lr, v in sorted(grid.items())))
         lines.append(f"| {METHOD_NAMES.get(label, label)} | " + " | ".join(texts) + " |")
     return "\n".join(lines) + "\n"
 
@@ -303,7 +315,7 @@ def fair_sections(results: list[dict[str, Any]], curves_path: Path) -> str:
                   "Dev set, best epoch, mean ± std over seeds (× 100; CoLA: Matthews correlation, STS-B: Pearson, "
                   "the rest accuracy).", "", main_table(cells),
                   "### Chosen learning rates (seed 0's best-epoch score per rate; chosen in bold)", "",
-                  lr_table(cells), "### Paired comparisons over seeds", "", paired_table(cells),
+                  lr_table(cells, grid_scores(results)), "### Paired comparisons over seeds", "", paired_table(cells),
                   "### Convergence: dev score per epoch", "", f"![Dev score per epoch]({curves_path.name})", ""]
         precision = side_table(results, "precision", labels=["hut"])
         if precision:

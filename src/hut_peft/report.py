@@ -227,11 +227,12 @@ def _paper_layout_tables(results: list[dict[str, Any]]) -> list[str]:
 
 
 def build_report(roots: list[str], output: Path, gflops: Optional[dict[str, float]] = None,
-                 preamble: str = "", appendix: Optional[list[str]] = None) -> str:
+                 preamble: str = "", appendix: Optional[list[str]] = None, setup: str = "") -> str:
     """Write the markdown report (and its figures beside it); return the markdown.
 
     ``roots`` hold the runs the page is about; with learning-rate grids (the fair sweeps) their findings lead the
-    page. ``appendix`` folders (earlier, smaller runs) are rendered after them in the paper's layout, labelled.
+    page, right after ``preamble``; ``setup`` (the protocol) follows the findings and tables. ``appendix``
+    folders (earlier, smaller runs) are rendered after them in the paper's layout, labelled.
     """
     from .fair_report import fair_sections
 
@@ -242,6 +243,8 @@ def build_report(roots: list[str], output: Path, gflops: Optional[dict[str, floa
     figure(results, fig_path, gflops or {})
     fair = fair_sections(results, output.with_name(output.stem + "-curves.png"))
     parts = [preamble.strip() + "\n" if preamble else "", fair]
+    if setup:
+        parts.append(setup.strip() + "\n")
     if fair:
         parts.append(f"### Average score against GFLOPs (the paper's Figure 3)\n\n![Average score against GFLOPs]"
                      f"({fig_path.name})\n")
@@ -265,13 +268,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", default="docs/RESULTS.md", help="Markdown file; the figures go beside it.")
     parser.add_argument("--preamble", help="A markdown file put at the top (setup, budget, deviations).")
     parser.add_argument("--appendix", nargs="*", default=[], help="Folders of earlier runs, shown in an appendix.")
+    parser.add_argument("--setup", help="A markdown file put after the findings and tables (protocol, deviations).")
 
 
 def run(args: argparse.Namespace) -> int:
     """Entry point of `hut-peft report`."""
     preamble = Path(args.preamble).read_text() if args.preamble else ""
     labels = {_label(r) for r in collect(args.runs) if r.get("recipe") == "glue" and _table(r) == "main"}
+    setup = Path(args.setup).read_text() if args.setup else ""
     build_report(args.runs, Path(args.output), gflops=measured_gflops(labels), preamble=preamble,
-                 appendix=args.appendix)
+                 appendix=args.appendix, setup=setup)
     print(f"wrote {args.output} and {Path(args.output).with_suffix('.png')}")
     return 0
