@@ -85,3 +85,18 @@ def test_majority_constants_match_the_dev_sets(data_dir):
     for task in ("sst2", "mrpc", "rte"):
         labels = list(load_glue(task, data_dir / "glue", split="validation")["label"])
         assert MAJORITY[task] == pytest.approx(max(Counter(labels).values()) / len(labels), abs=5e-4)
+
+
+def test_wall_time_counts_reused_seeds_once_and_parallel_workers_as_elapsed_share():
+    from hut_peft.fair_report import cost_lines
+
+    def cell(table, walls, tags):
+        return {"recipe": "glue", "config": {"tags": {"table": table, **tags}},
+                "seeds": [{"seed": s, "wall_time_s": w} for s, w in enumerate(walls)]}
+
+    alone = cell("main", [3600.0], {"lr_grid_of": "hut"})  # a grid probe, one worker
+    final = cell("main", [3600.0, 1800.0, 1800.0], {"lr_selection": {"seed": 0}, "sweep_workers": 2})
+    assert cost_lines([alone, final]) == [
+        "- `glue/main`: 2.00 h of cell time, about 1.50 h elapsed (cells run by parallel sweep workers counted "
+        "once per worker)"]
+    assert cost_lines([alone]) == ["- `glue/main`: 1.00 h of cell time"]

@@ -191,3 +191,91 @@ def test_grid_extends_past_an_edge_winner_and_clears_a_stale_cell(tmp_path):
     assert _beyond_edge(cell, root) == pytest.approx(1e-3 / 3, rel=1e-3)
     with pytest.raises(ValueError, match="lr_grid_extend must be an integer >= 0"):
         plan({**spec, "variants": [{"method": "hut", "lr_grid": [1e-3], "lr_grid_extend": 1}]})
+
+
+def test_cell_lock_excludes_a_live_holder_and_takes_over_a_dead_one(tmp_path):
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from hut_peft.sweep import LOCK_NAME, cell_lock
+
+    folder = tmp_path / "cell"
+    with cell_lock(folder) as mine:
+        assert mine and (folder / LOCK_NAME).read_text() == f"{socket.gethostname()} {os.getpid()}"
+        with cell_lock(folder) as again:  # a second sweep (here: the same process) is kept out
+            assert not again
+    assert not (folder / LOCK_NAME).exists()  # released
+    (folder / LOCK_NAME).write_text(f"another-host {os.getpid()}")
+    with cell_lock(folder) as mine:
+        assert not mine  # another host's lock cannot be judged from here: respected
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (folder / LOCK_NAME).write_text(f"{socket.gethostname()} {dead.pid}")
+    with cell_lock(folder) as mine:
+        assert mine  # its process is gone: taken over
+
+
+def test_sweep_waits_for_a_cell_another_sweep_holds(tiny_glue_setup, tmp_path):
+    """A locked cell is passed over, the rest runs, and the sweep comes back for it once the lock is gone."""
+    import socket
+    import subprocess
+    import sys
+    import threading
+
+    from hut_peft.sweep import LOCK_NAME
+
+    model, data = tiny_glue_setup
+    out = tmp_path / "runs"
+    spec = _spec(model, data, out)
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    lock = out / "main" / "rte" / "hut" / LOCK_NAME
+    lock.parent.mkdir(parents=True)
+    lock.write_text(f"{socket.gethostname()} {holder.pid}")
+    other = out / "rank" / "rte" / "hut-r1" / "results.json"
+    order = []
+
+    def release_once_the_other_cell_is_done():
+        while not other.is_file():
+            threading.Event().wait(0.05)
+        order.append("other finished first")
+        holder.kill()
+        holder.wait()
+
+    watcher = threading.Thread(target=release_once_the_other_cell_is_done)
+    watcher.start()
+    try:
+        statuses = [status for _, status in run_sweep(spec, poll_s=0.1)]
+    finally:
+        holder.kill()
+        watcher.join(timeout=60)
+    assert order == ["other finished first"] and statuses == ["ran", "ran"]
+    assert not lock.exists()
+
+
+def test_workers_share_a_sweep_and_run_each_cell_once(tiny_glue_setup, tmp_path):
+    import argparse
+
+    import yaml
+
+    from hut_peft.sweep import add_arguments, run
+
+    model, data = tiny_glue_setup
+    out = tmp_path / "runs"
+    spec = _spec(model, data, out)
+    spec["variants"].append({"label": "hut-r2", "method": "hut", "table": "rank", "method_options": {"r": 2}})
+    config = tmp_path / "sweep.yaml"
+    config.write_text(yaml.safe_dump(spec))
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    assert run(parser.parse_args([str(config), "--workers", "2"])) == 0
+    logs = [(out / f"sweep-worker-{i}.log").read_text() for i in (0, 1)]
+    started = sorted(line for log in logs for line in log.splitlines() if line.startswith("== "))
+    assert started == ["== main/rte/hut", "== rank/rte/hut-r1", "== rank/rte/hut-r2"]  # each cell once
+    for cell in ("main/rte/hut", "rank/rte/hut-r1", "rank/rte/hut-r2"):
+        result = json.loads((out / cell / "results.json").read_text())
+        assert result["config"]["tags"]["sweep_workers"] == 2
+        assert result["environment"]["torch_threads"] == max(1, (__import__("os").cpu_count() or 1) // 2)
+    with pytest.raises(ValueError, match="--workers must be >= 1"):
+        run(parser.parse_args([str(config), "--workers", "0"]))

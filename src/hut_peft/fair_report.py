@@ -225,17 +225,27 @@ def wall_time(res: dict[str, Any]) -> float:
 
 
 def cost_lines(results: list[dict[str, Any]]) -> list[str]:
-    """Wall time per sweep table, every cell counted once (grid probes included, reused seeds not twice)."""
-    per_table: dict[str, float] = defaultdict(float)
+    """Wall time per sweep table, every cell counted once (grid probes included, reused seeds not twice).
+
+    Cells run by ``hut-peft sweep --workers N`` shared the machine N ways, so their elapsed share is 1/N of
+    their wall time; both sums are given.
+    """
+    cell_s: dict[str, float] = defaultdict(float)
+    elapsed_s: dict[str, float] = defaultdict(float)
     for res in results:
         tags = res["config"].get("tags", {})
         seeds = res["seeds"]
         if "lr_selection" in tags:  # its first seed is the grid's run, already counted there
             seeds = [r for r in seeds if r["seed"] != tags["lr_selection"]["seed"]]
         key = f"{res.get('recipe')}/{_table(res)}"
-        per_table[key] += sum(r.get("wall_time_s", 0.0) or (r.get("train_time_s", 0.0) + r.get("decode_time_s", 0.0))
-                              for r in seeds)
-    return [f"- `{k}`: {v / 3600:.2f} h" for k, v in sorted(per_table.items())]
+        spent = sum(r.get("wall_time_s", 0.0) or (r.get("train_time_s", 0.0) + r.get("decode_time_s", 0.0))
+                    for r in seeds)
+        cell_s[key] += spent
+        elapsed_s[key] += spent / tags.get("sweep_workers", 1)
+    return [f"- `{k}`: {v / 3600:.2f} h of cell time" + (f", about {elapsed_s[k] / 3600:.2f} h elapsed (cells run by "
+                                                           "parallel sweep workers counted once per worker)"
+                                                           if elapsed_s[k] < v - 1 else "")
+            for k, v in sorted(cell_s.items())]
 
 
 def e2e_table(results: list[dict[str, Any]]) -> str:
