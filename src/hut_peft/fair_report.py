@@ -329,7 +329,10 @@ def fair_sections(results: list[dict[str, Any]], curves_path: Path) -> str:
                   "### Convergence: dev score per epoch", "", f"![Dev score per epoch]({curves_path.name})", ""]
         precision = side_table(results, "precision", labels=["hut"])
         if precision:
-            parts += ["### bf16 autocast against fp32 (HUT at its chosen rate, same seeds)", "", precision]
+            parts += ["### bf16 autocast against fp32 (HUT at its chosen rate, same seeds)", "", precision,
+                      "Compare the scores here. The speed of bf16 against fp32 is measured in one process on the same "
+                      "batches in docs/glue.md; this table's tokens/s come from runs that may have shared the "
+                      "machine with another sweep worker.", ""]
         longer = side_table(results, "paper-epochs", labels=["hut", "lora"])
         if longer:
             parts += ["### What the paper's longer HUT schedule alone is worth", "", longer]
