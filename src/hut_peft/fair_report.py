@@ -302,11 +302,13 @@ def curves_figure(cells: dict[str, dict[str, dict[str, Any]]], path: Path) -> Op
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("dev score × 100 (mean over seeds)")
-    handles, names = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, names, loc="lower center", ncol=len(labels), frameon=False)
-    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    legend = {name: handle for ax in axes[0] for handle, name in zip(*ax.get_legend_handles_labels())}
+    fig.tight_layout()
+    # below the panels, as many columns as fit their width; "tight" grows the canvas to hold it, so nothing is cut
+    fig.legend(legend.values(), legend.keys(), loc="upper center", bbox_to_anchor=(0.5, 0.0), frameon=False,
+               ncol=min(len(legend), 2 * len(tasks)))
     try:
-        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png", bbox_inches="tight"))
     finally:
         plt.close(fig)
     return path
