@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from hut_peft.fair_report import MAJORITY, fair_sections, glue_cells, paired, verdict_lines
+from hut_peft.fair_report import DEV_SIZE, MAJORITY, fair_sections, glue_cells, paired, verdict_lines
 
 
 def test_paired_matches_the_t_formula():
@@ -67,7 +67,10 @@ def test_sections_lead_with_verdicts_and_skip_grid_probes(tmp_path):
     lines = verdict_lines(cells)
     assert lines[0].startswith("- **HUT against LoRA**") and "better on 1 task. RTE +3.0 (better" in lines[0]
     assert "not distinguishable at 3 seeds" in lines[1]
-    assert "Full FT on RTE (51.0 < 56.0)" in lines[-1] and "Full FT on RTE is at the majority class" in lines[-1]
+    assert "Full FT on RTE (51.0 < 56.0)" in lines[-1]
+    # clearly above = more than 2 standard errors (6.0 points on RTE's 277 examples) above 52.7
+    assert "Full FT on RTE is not clearly above the majority class (51.0, within 6.0 of 52.7)" in lines[-1]
+    assert "LoRA on RTE is not clearly above" in lines[-1] and "HUT on RTE" not in lines[-1]  # 58.0 and 61.0
     text = fair_sections(results, tmp_path / "curves.png")
     assert text.startswith("## What was found")
     assert "| HUT | 0.001M | 61.0 ± 1.0 | 61.0 |" in text
@@ -82,9 +85,30 @@ def test_majority_constants_match_the_dev_sets(data_dir):
 
     from hut_peft.data.glue import load_glue
 
-    for task in ("sst2", "mrpc", "rte"):
+    for task in ("sst2", "mrpc", "rte", "cola", "stsb"):
         labels = list(load_glue(task, data_dir / "glue", split="validation")["label"])
-        assert MAJORITY[task] == pytest.approx(max(Counter(labels).values()) / len(labels), abs=5e-4)
+        assert DEV_SIZE[task] == len(labels)
+        if task not in ("cola", "stsb"):  # MCC and Pearson: 0 for a constant predictor
+            assert MAJORITY[task] == pytest.approx(max(Counter(labels).values()) / len(labels), abs=5e-4)
+
+
+def test_clear_margin_is_two_standard_errors_of_a_no_skill_predictor():
+    import numpy as np
+    from scipy import stats
+    from sklearn.metrics import matthews_corrcoef
+
+    from hut_peft.fair_report import clear_margin
+
+    n, m = DEV_SIZE["rte"], MAJORITY["rte"]  # accuracy: the binomial standard error at the majority rate
+    assert clear_margin("rte") == pytest.approx(2 * stats.binom(n, m).std() / n, rel=1e-9)
+    n = DEV_SIZE["stsb"]  # Pearson's r of independent samples: a Beta(n/2 - 1, n/2 - 1) on [-1, 1]
+    null_r = stats.beta(n / 2 - 1, n / 2 - 1, loc=-1, scale=2)
+    assert clear_margin("stsb") == pytest.approx(2 * null_r.std(), rel=1e-3)
+    rng = np.random.default_rng(0)  # MCC of predictions independent of CoLA-like labels, simulated
+    n = DEV_SIZE["cola"]
+    labels = rng.random(n) < 0.69
+    mccs = [matthews_corrcoef(labels, rng.random(n) < 0.5) for _ in range(2000)]
+    assert clear_margin("cola") == pytest.approx(2 * np.std(mccs), rel=0.06)
 
 
 def test_wall_time_counts_reused_seeds_once_and_parallel_workers_as_elapsed_share():
