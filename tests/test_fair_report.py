@@ -67,7 +67,7 @@ def test_sections_lead_with_verdicts_and_skip_grid_probes(tmp_path):
     lines = verdict_lines(cells)
     assert lines[0].startswith("- **HUT against LoRA**") and "better on 1 task. RTE +3.0 (better" in lines[0]
     assert "not distinguishable at 3 seeds" in lines[1]
-    assert "Full FT on RTE (51.0 < 56.0)" in lines[-1]
+    assert "not met. Full FT on RTE is below its target (51.0 < 56.0)" in lines[-1]
     # clearly above = more than 2 standard errors (6.0 points on RTE's 277 examples) above 52.7
     assert "Full FT on RTE is not clearly above the majority class (51.0, within 6.0 of 52.7)" in lines[-1]
     assert "LoRA on RTE is not clearly above" in lines[-1] and "HUT on RTE" not in lines[-1]  # 58.0 and 61.0

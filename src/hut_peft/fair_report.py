@@ -122,8 +122,8 @@ def verdict_lines(cells: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
                 continue
             mean = statistics.fmean(seed_scores(res).values())
             if label in ("full", "lora", "ia3", "hut") and mean < TARGETS[task]:
-                missed.append(f"{METHOD_NAMES.get(label, label)} on {GLUE_NAMES[task]} ({_score(mean)} "
-                              f"< {_score(TARGETS[task])})")
+                missed.append(f"{METHOD_NAMES.get(label, label)} on {GLUE_NAMES[task]} is below its target "
+                              f"({_score(mean)} < {_score(TARGETS[task])})")
             if mean <= MAJORITY[task] + clear_margin(task):
                 missed.append(f"{METHOD_NAMES.get(label, label)} on {GLUE_NAMES[task]} is not clearly above the "
                               f"majority class ({_score(mean)}, within {_score(clear_margin(task))} of "
@@ -131,7 +131,7 @@ def verdict_lines(cells: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
     lines.append("- **The bar** (every method clearly above the majority class, that is by more than two standard "
                  "errors of a no-skill predictor's dev score; full, LoRA, (IA)³ and HUT at "
                  "SST-2 ≥ 80, MRPC ≥ 72, RTE ≥ 56, CoLA MCC ≥ 15, STS-B Pearson ≥ 60): "
-                 + ("met by every method on every task run." if not missed else "missed by " + "; ".join(missed)
+                 + ("met by every method on every task run." if not missed else "not met. " + "; ".join(missed)
                     + "."))
     return lines
 
