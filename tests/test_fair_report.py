@@ -124,3 +124,21 @@ def test_wall_time_counts_reused_seeds_once_and_parallel_workers_as_elapsed_shar
         "- `glue/main`: 2.00 h of cell time, about 1.50 h elapsed (cells run by parallel sweep workers counted "
         "once per worker)"]
     assert cost_lines([alone]) == ["- `glue/main`: 1.00 h of cell time"]
+
+
+def test_side_tables_are_paired_against_the_main_cells_they_test():
+    from hut_peft.fair_report import side_lines
+
+    longer = _cell("hut", "cola", {0: 0.21, 1: 0.22, 2: 0.20})
+    longer["config"]["tags"].update(label="hut-2x-epochs", table="paper-epochs")
+    longer["settings"]["epochs"] = 8
+    fp32 = _cell("hut", "cola", {0: 0.150, 1: 0.160, 2: 0.170})
+    fp32["config"]["tags"].update(label="hut-fp32", table="precision")
+    fp32["settings"]["precision"] = "fp32"
+    results = [longer, fp32, _cell("hut", "cola", {0: 0.15, 1: 0.16, 2: 0.17}),
+               _cell("lora", "cola", {0: 0.20, 1: 0.23, 2: 0.21})]
+    lines = side_lines(results)
+    assert lines[0] == ("- **hut-fp32** (CoLA, in fp32 instead of bf16: 3 epochs, fp32): 16.0, 0.0 against HUT at "
+                        "3 epochs in bf16 (16.0; not distinguishable at 3 seeds, p = 1.00).")
+    assert lines[1].startswith("- **hut-2x-epochs** (CoLA, with the paper's longer schedule: 8 epochs, bf16): 21.0, "
+                               "+5.0 against HUT at 3 epochs in bf16 (16.0; better, p = 0.04); -0.3 against LoRA")  # t = 5.0, 2 d.f.

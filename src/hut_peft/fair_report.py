@@ -93,7 +93,8 @@ def _score(value: float) -> str:
 
 
 def _signed(value: float) -> str:
-    return f"{value * 100:+.1f}"
+    text = f"{value * 100:+.1f}"
+    return "0.0" if text in ("+0.0", "-0.0") else text
 
 
 def verdict_lines(cells: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
@@ -133,6 +134,36 @@ def verdict_lines(cells: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
                  "SST-2 ≥ 80, MRPC ≥ 72, RTE ≥ 56, CoLA MCC ≥ 15, STS-B Pearson ≥ 60): "
                  + ("met by every method on every task run." if not missed else "not met. " + "; ".join(missed)
                     + "."))
+    return lines
+
+
+# Side tables, each variant against main-table cells of the same task: (table, heading, main labels to pair with).
+SIDE_FINDINGS = (("precision", "in fp32 instead of bf16", ("hut",)),
+                 ("paper-epochs", "with the paper's longer schedule", ("hut", "lora")))
+
+
+def side_lines(results: list[dict[str, Any]]) -> list[str]:
+    """One finding per side-table cell: its score, paired over seeds against the main cells it exists to test."""
+    main, lines = glue_cells(results), []
+    for table, what, against in SIDE_FINDINGS:
+        for label, row in glue_cells(results, table).items():
+            for task, res in row.items():
+                ours = seed_scores(res)
+                parts = []
+                for other in against:
+                    if task not in main.get(other, {}):
+                        continue
+                    ref = main[other][task]
+                    cmp = paired(ours, seed_scores(ref))
+                    p = "–" if math.isnan(cmp["p"]) else f"p = {cmp['p']:.2f}"
+                    parts.append(f"{_signed(cmp['mean'])} against {METHOD_NAMES.get(other, other)} at "
+                                 f"{ref['settings']['epochs']:g} epochs in {ref['settings'].get('precision', 'fp32')} "
+                                 f"({_score(statistics.fmean(seed_scores(ref).values()))}; {cmp['verdict']}, {p})")
+                if parts:
+                    s = res["settings"]
+                    lines.append(f"- **{label}** ({GLUE_NAMES[task]}, {what}: {s['epochs']:g} epochs, "
+                                 f"{s.get('precision', 'fp32')}): {_score(statistics.fmean(ours.values()))}, "
+                                 + "; ".join(parts) + ".")
     return lines
 
 
@@ -337,7 +368,7 @@ def fair_sections(results: list[dict[str, Any]], curves_path: Path) -> str:
     parts = []
     if cells:
         curves_figure(cells, curves_path)
-        parts += ["## What was found", "", *verdict_lines(cells), "",
+        parts += ["## What was found", "", *verdict_lines(cells), *side_lines(results), "",
                   "## GLUE: every method with the same head, data, epochs and batch, each at its own tuned rate", "",
                   "Dev set, best epoch, mean ± std over seeds (× 100; CoLA: Matthews correlation, STS-B: Pearson, "
                   "the rest accuracy).", "", main_table(cells),
