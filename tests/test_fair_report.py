@@ -140,5 +140,6 @@ def test_side_tables_are_paired_against_the_main_cells_they_test():
     lines = side_lines(results)
     assert lines[0] == ("- **hut-fp32** (CoLA, in fp32 instead of bf16: 3 epochs, fp32): 16.0, 0.0 against HUT at "
                         "3 epochs in bf16 (16.0; not distinguishable at 3 seeds, p = 1.00).")
+    # differences 6, 6, 3 points: t = 5.0 on 2 degrees of freedom, p = 0.04
     assert lines[1].startswith("- **hut-2x-epochs** (CoLA, with the paper's longer schedule: 8 epochs, bf16): 21.0, "
-                               "+5.0 against HUT at 3 epochs in bf16 (16.0; better, p = 0.04); -0.3 against LoRA")  # t = 5.0, 2 d.f.
+                               "+5.0 against HUT at 3 epochs in bf16 (16.0; better, p = 0.04); -0.3 against LoRA")
