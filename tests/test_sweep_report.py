@@ -279,3 +279,23 @@ def test_workers_share_a_sweep_and_run_each_cell_once(tiny_glue_setup, tmp_path)
         assert result["environment"]["torch_threads"] == max(1, (__import__("os").cpu_count() or 1) // 2)
     with pytest.raises(ValueError, match="--workers must be >= 1"):
         run(parser.parse_args([str(config), "--workers", "0"]))
+
+
+def test_lr_from_sees_a_grid_extended_after_the_pass_began(tmp_path):
+    """A worker's long pass planned 'hut' with its first grid; another worker finished it and its extension."""
+    from hut_peft.sweep import _extend_finished, select_lr
+
+    spec = {"recipe": "glue", "tasks": ["rte"], "seeds": "0",
+            "variants": [{"label": "hut", "method": "hut", "lr_grid": [1e-3, 3e-3], "lr_grid_extend": 2},
+                         {"label": "hut-long", "method": "hut", "lr_from": "hut", "table": "longer"}]}
+    hut = plan(spec)[0]
+    _fake_cell_result(hut.grid[0].output_dir(tmp_path), 1e-3, 0.60)
+    _fake_cell_result(hut.grid[1].output_dir(tmp_path), 3e-3, 0.70)
+    assert select_lr(hut, tmp_path)["chosen"] == 3e-3  # what the stale plan would pick
+    _fake_cell_result(hut.probe(9e-3).output_dir(tmp_path), 9e-3, 0.75)  # the other worker's extension
+    _extend_finished(hut, tmp_path)
+    assert [p.fields["learning_rate"] for p in hut.grid] == [1e-3, 3e-3, 9e-3, 2.7e-2]
+    assert select_lr(hut, tmp_path) is None  # 2.7e-2 is not run yet: the dependent cell waits for it
+    _fake_cell_result(hut.probe(2.7e-2).output_dir(tmp_path), 2.7e-2, 0.50)
+    _extend_finished(hut, tmp_path)
+    assert select_lr(hut, tmp_path)["chosen"] == 9e-3 and len(hut.grid) == 4

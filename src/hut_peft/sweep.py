@@ -246,6 +246,8 @@ def _sweep_pass(spec: dict[str, Any], dry_run: bool, keep_going: bool, attempted
             cell.grid = sorted(cell.grid + [cell.probe(beyond)], key=lambda c: c.fields["learning_rate"])
             run_probes(cell)
         source = cell if cell.grid else graded.get((cell.task, cell.lr_from))
+        if source is not None and source is not cell:  # its grid may have grown since this pass planned it
+            _extend_finished(source, root)
         selection = select_lr(source, root) if source is not None else None
         if is_finished(cell, root) and not _stale(cell, root, selection):
             report.append((cell, "done"))
@@ -336,6 +338,16 @@ def _beyond_edge(cell: Cell, root: Path) -> Optional[float]:
     if selection["chosen"] == rates[0]:
         return float(f"{rates[0] * rates[0] / rates[1]:.3g}")
     return None
+
+
+def _extend_finished(cell: Cell, root: Path) -> None:
+    """Add the extension probes that the finished grid calls for (not run here: an unfinished one keeps the
+    selection waiting). Another worker may have finished and extended a grid during this pass's long walk."""
+    for _ in range(cell.extend):
+        beyond = _beyond_edge(cell, root)
+        if beyond is None or any(p.fields["learning_rate"] == beyond for p in cell.grid):
+            return
+        cell.grid = sorted(cell.grid + [cell.probe(beyond)], key=lambda c: c.fields["learning_rate"])
 
 
 def _stale(cell: Cell, root: Path, selection: Optional[dict[str, Any]]) -> bool:
