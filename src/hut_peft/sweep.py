@@ -240,10 +240,8 @@ def _sweep_pass(spec: dict[str, Any], dry_run: bool, keep_going: bool, attempted
     for cell in cells:
         run_probes(cell)  # stage 1: the learning-rate grid on the first seed
         for _ in range(cell.extend):  # a winner at an edge: one more rate beyond it
-            beyond = _beyond_edge(cell, root)
-            if beyond is None:
+            if not _add_probe_past_edge(cell, root):
                 break
-            cell.grid = sorted(cell.grid + [cell.probe(beyond)], key=lambda c: c.fields["learning_rate"])
             run_probes(cell)
         source = cell if cell.grid else graded.get((cell.task, cell.lr_from))
         if source is not None and source is not cell:  # its grid may have grown since this pass planned it
@@ -344,10 +342,17 @@ def _extend_finished(cell: Cell, root: Path) -> None:
     """Add the extension probes that the finished grid calls for (not run here: an unfinished one keeps the
     selection waiting). Another worker may have finished and extended a grid during this pass's long walk."""
     for _ in range(cell.extend):
-        beyond = _beyond_edge(cell, root)
-        if beyond is None or any(p.fields["learning_rate"] == beyond for p in cell.grid):
+        if not _add_probe_past_edge(cell, root):
             return
-        cell.grid = sorted(cell.grid + [cell.probe(beyond)], key=lambda c: c.fields["learning_rate"])
+
+
+def _add_probe_past_edge(cell: Cell, root: Path) -> bool:
+    """Add to ``cell.grid`` the probe one step past its finished grid's edge winner; False if none is called for."""
+    beyond = _beyond_edge(cell, root)
+    if beyond is None or any(p.fields["learning_rate"] == beyond for p in cell.grid):
+        return False
+    cell.grid = sorted(cell.grid + [cell.probe(beyond)], key=lambda c: c.fields["learning_rate"])
+    return True
 
 
 def _stale(cell: Cell, root: Path, selection: Optional[dict[str, Any]]) -> bool:
