@@ -143,3 +143,27 @@ def test_side_tables_are_paired_against_the_main_cells_they_test():
     # differences 6, 6, 3 points: t = 5.0 on 2 degrees of freedom, p = 0.04
     assert lines[1].startswith("- **hut-2x-epochs** (CoLA, with the paper's longer schedule: 8 epochs, bf16): 21.0, "
                                "+5.0 against HUT at 3 epochs in bf16 (16.0; better, p = 0.04); -0.3 against LoRA")
+
+
+def test_curves_average_seeds_per_epoch_and_draw_the_longer_schedule_dashed(tmp_path, monkeypatch):
+    import matplotlib.figure
+
+    from hut_peft.fair_report import _mean_curve, curves_figure
+
+    main = _cell("hut", "cola", {0: 0.10, 1: 0.20, 2: 0.30})
+    assert _mean_curve(main) == ([1, 2], [pytest.approx(19.0), pytest.approx(20.0)])  # (9+19+29)/3, (10+20+30)/3
+    longer = _cell("hut", "cola", {0: 0.25, 1: 0.35})
+    longer["config"]["tags"].update(label="hut-2x-epochs", table="paper-epochs")
+    longer["settings"]["epochs"] = 8
+    drawn = {}
+    save = matplotlib.figure.Figure.savefig
+
+    def keep_lines(fig, *args, **kwargs):
+        drawn.update({line.get_label(): line for ax in fig.axes for line in ax.get_lines()})
+        return save(fig, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", keep_lines)
+    curves_figure(glue_cells([main]), tmp_path / "c.png", longer=glue_cells([longer], "paper-epochs"))
+    assert drawn["HUT"].get_linestyle() == "-" and drawn["HUT, 8 epochs"].get_linestyle() == "--"
+    assert drawn["HUT"].get_color() == drawn["HUT, 8 epochs"].get_color()  # one colour per method
+    assert list(drawn["HUT, 8 epochs"].get_ydata()) == [pytest.approx(29.0), pytest.approx(30.0)]

@@ -315,8 +315,25 @@ def e2e_table(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def curves_figure(cells: dict[str, dict[str, dict[str, Any]]], path: Path) -> Optional[Path]:
-    """Dev score per epoch (mean over seeds) per method and task: whether the schedules converged."""
+def _mean_curve(res: dict[str, Any]) -> tuple[list[int], list[float]]:
+    """Epochs and the dev headline × 100 at each, averaged over the cell's seeds."""
+    key = res["primary_metric"]
+    per_epoch: dict[int, list[float]] = defaultdict(list)
+    for record in res["seeds"]:
+        for entry in record["per_epoch"]:
+            if key in entry:
+                per_epoch[round(entry["epoch"])].append(entry[key] * 100)
+    xs = sorted(per_epoch)
+    return xs, [statistics.fmean(per_epoch[x]) for x in xs]
+
+
+def curves_figure(cells: dict[str, dict[str, dict[str, Any]]], path: Path,
+                  longer: Optional[dict[str, dict[str, dict[str, Any]]]] = None) -> Optional[Path]:
+    """Dev score per epoch (mean over seeds) per method and task: whether the schedules converged.
+
+    ``longer`` (the paper-epochs cells) is drawn dashed in its method's colour, so the same panel shows where the
+    fair schedule stopped and what more epochs gave.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -332,17 +349,15 @@ def curves_figure(cells: dict[str, dict[str, dict[str, Any]]], path: Path) -> Op
     for ax, task in zip(axes[0], tasks):
         for label in labels:
             res = cells[label].get(task)
-            if res is None:
-                continue
-            key = res["primary_metric"]
-            per_epoch: dict[float, list[float]] = defaultdict(list)
-            for record in res["seeds"]:
-                for entry in record["per_epoch"]:
-                    if key in entry:
-                        per_epoch[round(entry["epoch"])].append(entry[key] * 100)
-            xs = sorted(per_epoch)
-            ax.plot(xs, [statistics.fmean(per_epoch[x]) for x in xs], marker="o", ms=3, color=method_colour(label),
-                    label=METHOD_NAMES.get(label, label))
+            if res is not None:
+                ax.plot(*_mean_curve(res), marker="o", ms=3, color=method_colour(label),
+                        label=METHOD_NAMES.get(label, label))
+        for label, row in (longer or {}).items():
+            res = row.get(task)
+            if res is not None:
+                method = res["config"]["method"]
+                ax.plot(*_mean_curve(res), marker="o", ms=3, ls="--", color=method_colour(method),
+                        label=f"{METHOD_NAMES.get(method, method)}, {res['settings']['epochs']:g} epochs")
         ax.axhline(MAJORITY[task] * 100, color="grey", ls=":", lw=1)
         ax.set(title=GLUE_NAMES[task], xlabel="epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -367,7 +382,7 @@ def fair_sections(results: list[dict[str, Any]], curves_path: Path) -> str:
     cells = glue_cells(results)
     parts = []
     if cells:
-        curves_figure(cells, curves_path)
+        curves_figure(cells, curves_path, longer=glue_cells(results, "paper-epochs"))
         parts += ["## What was found", "", *verdict_lines(cells), *side_lines(results), "",
                   "## GLUE: every method with the same head, data, epochs and batch, each at its own tuned rate", "",
                   "Dev set, best epoch, mean ± std over seeds (× 100; CoLA: Matthews correlation, STS-B: Pearson, "
