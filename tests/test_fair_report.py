@@ -167,3 +167,9 @@ def test_curves_average_seeds_per_epoch_and_draw_the_longer_schedule_dashed(tmp_
     assert drawn["HUT"].get_linestyle() == "-" and drawn["HUT, 8 epochs"].get_linestyle() == "--"
     assert drawn["HUT"].get_color() == drawn["HUT, 8 epochs"].get_color()  # one colour per method
     assert list(drawn["HUT, 8 epochs"].get_ydata()) == [pytest.approx(29.0), pytest.approx(30.0)]
+
+
+def test_small_p_values_keep_a_significant_digit():
+    from hut_peft.fair_report import _p_value
+
+    assert _p_value(0.0683) == "p = 0.07" and _p_value(0.0021) == "p = 0.002" and _p_value(float("nan")) == "–"

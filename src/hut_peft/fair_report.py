@@ -92,6 +92,13 @@ def _score(value: float) -> str:
     return f"{value * 100:.1f}"
 
 
+def _p_value(p: float) -> str:
+    """Two decimals, or one significant digit below 0.01 (never a bare "p = 0.00")."""
+    if math.isnan(p):
+        return "–"
+    return f"p = {p:.2f}" if p >= 0.01 else f"p = {p:.1g}"
+
+
 def _signed(value: float) -> str:
     text = f"{value * 100:+.1f}"
     return "0.0" if text in ("+0.0", "-0.0") else text
@@ -109,7 +116,7 @@ def verdict_lines(cells: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
             if task in cells[ours] and task in cells[other]:
                 cmp = paired(seed_scores(cells[ours][task]), seed_scores(cells[other][task]))
                 tally[cmp["verdict"].split(" at ")[0]] += 1
-                p = "–" if math.isnan(cmp["p"]) else f"p = {cmp['p']:.2f}"
+                p = _p_value(cmp["p"])
                 parts.append(f"{GLUE_NAMES[task]} {_signed(cmp['mean'])} ({cmp['verdict']}, {p})")
         if parts:
             summary = ", ".join(f"{k} on {v} task{'s' if v > 1 else ''}" for k, v in sorted(tally.items()))
@@ -155,7 +162,7 @@ def side_lines(results: list[dict[str, Any]]) -> list[str]:
                         continue
                     ref = main[other][task]
                     cmp = paired(ours, seed_scores(ref))
-                    p = "–" if math.isnan(cmp["p"]) else f"p = {cmp['p']:.2f}"
+                    p = _p_value(cmp["p"])
                     parts.append(f"{_signed(cmp['mean'])} against {METHOD_NAMES.get(other, other)} at "
                                  f"{ref['settings']['epochs']:g} epochs in {ref['settings'].get('precision', 'fp32')} "
                                  f"({_score(statistics.fmean(seed_scores(ref).values()))}; {cmp['verdict']}, {p})")
