@@ -299,3 +299,21 @@ def test_lr_from_sees_a_grid_extended_after_the_pass_began(tmp_path):
     _fake_cell_result(hut.probe(2.7e-2).output_dir(tmp_path), 2.7e-2, 0.50)
     _extend_finished(hut, tmp_path)
     assert select_lr(hut, tmp_path)["chosen"] == 9e-3 and len(hut.grid) == 4
+
+
+def test_extensions_stop_at_lr_grid_extend_even_when_the_winner_stays_at_the_edge(tmp_path):
+    """A grid already extended lr_grid_extend times gets no further probe from a dependent cell's look at it."""
+    from hut_peft.sweep import _add_probe_past_edge, _extend_finished, select_lr
+
+    spec = {"recipe": "glue", "tasks": ["rte"], "seeds": "0",
+            "variants": [{"label": "hut", "method": "hut", "lr_grid": [1e-3, 3e-3], "lr_grid_extend": 1},
+                         {"label": "hut-long", "method": "hut", "lr_from": "hut", "table": "longer"}]}
+    hut = plan(spec)[0]
+    _fake_cell_result(hut.grid[0].output_dir(tmp_path), 1e-3, 0.60)
+    _fake_cell_result(hut.grid[1].output_dir(tmp_path), 3e-3, 0.70)
+    assert _add_probe_past_edge(hut, tmp_path)  # the pass's one extension: 9e-3
+    _fake_cell_result(hut.probe(9e-3).output_dir(tmp_path), 9e-3, 0.80)  # wins at the new edge
+    assert not _add_probe_past_edge(hut, tmp_path)
+    _extend_finished(hut, tmp_path)  # what the dependent cell does later in the same pass
+    assert [p.fields["learning_rate"] for p in hut.grid] == [1e-3, 3e-3, 9e-3]
+    assert select_lr(hut, tmp_path)["chosen"] == 9e-3  # so the dependent cell can run

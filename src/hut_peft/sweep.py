@@ -68,7 +68,8 @@ class Cell:
     fields: dict[str, Any] = field(default_factory=dict)
     grid: list[Cell] = field(default_factory=list)
     lr_from: Optional[str] = None
-    extend: int = 0
+    extend: int = 0  # how many probes past the planned grid's edge it may grow by
+    planned: int = 0  # how many rates the YAML file gave it
 
     def probe(self, lr: float) -> Cell:
         """The grid cell of rate ``lr``: this cell's fields on its first seed."""
@@ -129,6 +130,7 @@ def plan(spec: dict[str, Any]) -> list[Cell]:
                 fields["task"] = task
             cell = Cell(table=table, task=task, label=label, fields=fields, lr_from=lr_from, extend=extend)
             cell.grid = [cell.probe(lr) for lr in sorted(grid or [])]
+            cell.planned = len(cell.grid)
             cells.append(cell)
     labels = [(c.table, c.task, c.label) for c in cells]
     if len(set(labels)) != len(labels):
@@ -239,9 +241,7 @@ def _sweep_pass(spec: dict[str, Any], dry_run: bool, keep_going: bool, attempted
 
     for cell in cells:
         run_probes(cell)  # stage 1: the learning-rate grid on the first seed
-        for _ in range(cell.extend):  # a winner at an edge: one more rate beyond it
-            if not _add_probe_past_edge(cell, root):
-                break
+        while _add_probe_past_edge(cell, root):  # a winner at an edge: one more rate beyond it
             run_probes(cell)
         source = cell if cell.grid else graded.get((cell.task, cell.lr_from))
         if source is not None and source is not cell:  # its grid may have grown since this pass planned it
@@ -341,13 +341,15 @@ def _beyond_edge(cell: Cell, root: Path) -> Optional[float]:
 def _extend_finished(cell: Cell, root: Path) -> None:
     """Add the extension probes that the finished grid calls for (not run here: an unfinished one keeps the
     selection waiting). Another worker may have finished and extended a grid during this pass's long walk."""
-    for _ in range(cell.extend):
-        if not _add_probe_past_edge(cell, root):
-            return
+    while _add_probe_past_edge(cell, root):
+        pass
 
 
 def _add_probe_past_edge(cell: Cell, root: Path) -> bool:
-    """Add to ``cell.grid`` the probe one step past its finished grid's edge winner; False if none is called for."""
+    """Add to ``cell.grid`` the probe one step past its finished grid's edge winner; False if none is called for,
+    or if the grid has already grown by its ``extend`` probes, however many passes or workers added them."""
+    if len(cell.grid) >= cell.planned + cell.extend:
+        return False
     beyond = _beyond_edge(cell, root)
     if beyond is None or any(p.fields["learning_rate"] == beyond for p in cell.grid):
         return False
