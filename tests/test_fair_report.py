@@ -173,3 +173,47 @@ def test_small_p_values_keep_a_significant_digit():
     from hut_peft.fair_report import _p_value
 
     assert _p_value(0.0683) == "p = 0.07" and _p_value(0.0021) == "p = 0.002" and _p_value(float("nan")) == "–"
+    assert _p_value(0.0) == _p_value(4e-4) == "p < 0.001"  # identical differences on every seed give p = 0
+
+
+def _e2e_cell(label: str, bleu: dict[int, float], lr: float = 1e-3, grid_of: str | None = None,
+              train: bool = True) -> dict:
+    tags = {"label": label, "table": "main"}
+    if grid_of:
+        tags["lr_grid_of"] = grid_of
+    elif train:
+        tags["lr_selection"] = {"grid": {f"lr={lr:g}": bleu[0]}, "chosen": lr, "seed": 0}
+    vals = list(bleu.values())
+    mean = sum(vals) / len(vals)
+    std = math.sqrt(sum((v - mean) ** 2 for v in vals) / (len(vals) - 1)) if len(vals) > 1 else 0.0
+    summary = {m: {"mean": mean * k, "std": std * k, "n": len(vals)}
+               for m, k in (("BLEU", 1), ("NIST", 12), ("METEOR", 0.6), ("ROUGE_L", 1.1), ("CIDEr", 3))}
+    return {"recipe": "e2e", "trainable_parameters": 1000, "summary": summary,
+            "config": {"method": label, "train": train, "tags": tags},
+            "settings": {"learning_rate": lr},
+            "seeds": [{"seed": s, "metrics": {"BLEU": v}, "train_time_s": 50.0, "decode_time_s": 10.0}
+                      for s, v in bleu.items()]}
+
+
+def test_e2e_sections_pair_bleu_over_seeds_and_show_every_rate(tmp_path):
+    results = [
+        _e2e_cell("zero-shot", {0: 0.20}, train=False),
+        _e2e_cell("hut", {0: 0.60, 1: 0.62}, lr=1e-2),
+        _e2e_cell("lora", {0: 0.58, 1: 0.61}, lr=1e-3),
+        _e2e_cell("ia3", {0: 0.50, 1: 0.52}, lr=1e-2),
+        _e2e_cell("hut", {0: 0.55}, lr=3e-3, grid_of="hut"),
+        _e2e_cell("hut", {0: 0.60}, lr=1e-2, grid_of="hut"),
+        _e2e_cell("hut", {0: 0.30}, lr=3e-2, grid_of="hut"),
+    ]
+    text = fair_sections(results, tmp_path / "curves.png")
+    assert text.startswith("## What was found")
+    # HUT − (IA)³: +10.0 on both seeds (no spread: p = 0, better); HUT − LoRA: +2.0 and +1.0, t = 3 on 1 d.f.
+    assert "HUT − (IA)³ +10.0 (better, p < 0.001)" in text
+    lora = paired({0: 0.60, 1: 0.62}, {0: 0.58, 1: 0.61})
+    assert lora["verdict"] == "not distinguishable at 2 seeds" and lora["p"] == pytest.approx(0.205, abs=1e-3)
+    assert "HUT − LoRA +1.5 (not distinguishable at 2 seeds, p = 0.20)" in text
+    assert "| HUT − LoRA | 0: +2.0, 1: +1.0 | +1.5 (± 6.4) | 0.205 | not distinguishable at 2 seeds |" in text
+    assert "- HUT: 0.003: 55.0, **0.01: 60.0**, 0.03: 30.0" in text  # grid probes: every rate, never a table row
+    assert text.index("| zero-shot | 0.001M | – | 1 |") < text.index("| HUT | 0.001M | 0.01 | 2 | 61.0 ± 1.4 |")
+    assert "| (IA)³ | 0.001M | 0.01 | 2 | 51.0 ± 1.4 | 6.12 ± 0.17 |" in text
+    assert not (tmp_path / "curves.png").exists()  # no GLUE cells, no GLUE figure

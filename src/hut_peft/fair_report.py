@@ -93,9 +93,11 @@ def _score(value: float) -> str:
 
 
 def _p_value(p: float) -> str:
-    """Two decimals, or one significant digit below 0.01 (never a bare "p = 0.00")."""
+    """Two decimals, or one significant digit below 0.01, or a bound below 0.001 (never a bare "p = 0.00")."""
     if math.isnan(p):
         return "–"
+    if p < 0.001:
+        return "p < 0.001"
     return f"p = {p:.2f}" if p >= 0.01 else f"p = {p:.1g}"
 
 
@@ -236,6 +238,18 @@ def lr_table(cells: dict[str, dict[str, dict[str, Any]]], grids: dict[tuple[str,
     return "\n".join(lines) + "\n"
 
 
+def _versus(ours: str, other: str) -> str:
+    return f"{METHOD_NAMES.get(ours, ours)} − {METHOD_NAMES.get(other, other)}"
+
+
+def _paired_cells(cmp: dict[str, Any]) -> str:
+    """A paired comparison's table cells: per-seed differences, mean (95% CI), p, verdict (× 100)."""
+    diffs = ", ".join(f"{s}: {_signed(d)}" for s, d in zip(cmp["seeds"], cmp["diffs"]))
+    ci = "" if math.isnan(cmp["ci"]) else f" (± {cmp['ci'] * 100:.1f})"
+    p = "–" if math.isnan(cmp["p"]) else f"{cmp['p']:.3f}"
+    return f"{diffs} | {_signed(cmp['mean'])}{ci} | {p} | {cmp['verdict']}"
+
+
 def paired_table(cells: dict[str, dict[str, dict[str, Any]]]) -> str:
     lines = ["| task | comparison | per-seed differences | mean (95% CI) | p (paired t) | verdict |",
              "|---|---|---|---|---|---|"]
@@ -244,11 +258,7 @@ def paired_table(cells: dict[str, dict[str, dict[str, Any]]]) -> str:
             if task not in cells.get(ours, {}) or task not in cells.get(other, {}):
                 continue
             cmp = paired(seed_scores(cells[ours][task]), seed_scores(cells[other][task]))
-            diffs = ", ".join(f"{s}: {_signed(d)}" for s, d in zip(cmp["seeds"], cmp["diffs"]))
-            ci = "" if math.isnan(cmp["ci"]) else f" (± {cmp['ci'] * 100:.1f})"
-            p = "–" if math.isnan(cmp["p"]) else f"{cmp['p']:.3f}"
-            lines.append(f"| {GLUE_NAMES[task]} | {METHOD_NAMES.get(ours, ours)} − {METHOD_NAMES.get(other, other)} "
-                         f"| {diffs} | {_signed(cmp['mean'])}{ci} | {p} | {cmp['verdict']} |")
+            lines.append(f"| {GLUE_NAMES[task]} | {_versus(ours, other)} | {_paired_cells(cmp)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -301,8 +311,58 @@ def cost_lines(results: list[dict[str, Any]]) -> list[str]:
             for k, v in sorted(cell_s.items())]
 
 
+def e2e_cells(results: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """label -> the E2E cell's results (final cells only, as for GLUE)."""
+    return {_label(r): r for r in results
+            if r.get("recipe") == "e2e" and "lr_grid_of" not in r["config"].get("tags", {})}
+
+
+def bleu_scores(res: dict[str, Any]) -> dict[int, float]:
+    """Seed -> corpus BLEU on the dev MRs (the rate-selection metric, so also the one compared)."""
+    return {r["seed"]: r["metrics"]["BLEU"] for r in res["seeds"] if "BLEU" in r.get("metrics", {})}
+
+
+def e2e_verdict_line(cells: dict[str, dict[str, Any]]) -> list[str]:
+    """The E2E finding: HUT against each baseline, BLEU paired over the seeds both ran."""
+    parts = []
+    for ours, other in COMPARISONS:
+        if ours in cells and other in cells:
+            cmp = paired(bleu_scores(cells[ours]), bleu_scores(cells[other]))
+            parts.append(f"{_versus(ours, other)} {_signed(cmp['mean'])} ({cmp['verdict']}, "
+                         f"{_p_value(cmp['p'])})")
+    if not parts:
+        return []
+    return ["- **E2E** (SmolLM2-135M, BLEU × 100 on the same dev MRs, paired over seeds): " + "; ".join(parts) + "."]
+
+
+def e2e_lr_lines(results: list[dict[str, Any]], cells: dict[str, dict[str, Any]]) -> list[str]:
+    """Each trained method's E2E grid: every rate's seed-0 BLEU × 100, the chosen one in bold."""
+    grids: dict[str, dict[float, float]] = defaultdict(dict)
+    for res in results:
+        of = res["config"].get("tags", {}).get("lr_grid_of")
+        if res.get("recipe") == "e2e" and of:
+            grids[of][res["settings"]["learning_rate"]] = res["summary"]["BLEU"]["mean"]
+    lines = []
+    for label in _ordered(grids):
+        chosen = cells[label]["settings"]["learning_rate"] if label in cells else None
+        lines.append(f"- {METHOD_NAMES.get(label, label)}: " + ", ".join(
+            f"**{lr:g}: {_score(v)}**" if lr == chosen else f"{lr:g}: {_score(v)}"
+            for lr, v in sorted(grids[label].items())))
+    return lines
+
+
+def e2e_paired_table(cells: dict[str, dict[str, Any]]) -> str:
+    lines = ["| comparison | per-seed BLEU differences | mean (95% CI) | p (paired t) | verdict |",
+             "|---|---|---|---|---|"]
+    for ours, other in COMPARISONS:
+        if ours in cells and other in cells:
+            cmp = paired(bleu_scores(cells[ours]), bleu_scores(cells[other]))
+            lines.append(f"| {_versus(ours, other)} | {_paired_cells(cmp)} |")
+    return "\n".join(lines) + "\n" if len(lines) > 2 else ""
+
+
 def e2e_table(results: list[dict[str, Any]]) -> str:
-    ours = [r for r in results if r.get("recipe") == "e2e" and "lr_grid_of" not in r["config"].get("tags", {})]
+    ours = list(e2e_cells(results).values())
     if not ours:
         return ""
     head = "| method | # trainable | lr | seeds | BLEU | NIST | METEOR | ROUGE-L | CIDEr |"
@@ -386,12 +446,13 @@ def fair_sections(results: list[dict[str, Any]], curves_path: Path) -> str:
     """The page's lead: findings, then the tables, the curves and the costs; empty for runs without rate grids."""
     if not any("lr_selection" in r["config"].get("tags", {}) for r in results):
         return ""
-    cells = glue_cells(results)
-    parts = []
+    cells, e2e_rows = glue_cells(results), e2e_cells(results)
+    found = [*verdict_lines(cells), *side_lines(results)] if cells else []
+    found += e2e_verdict_line(e2e_rows)
+    parts = ["## What was found", "", *found, ""] if found else []
     if cells:
         curves_figure(cells, curves_path, longer=glue_cells(results, "paper-epochs"))
-        parts += ["## What was found", "", *verdict_lines(cells), *side_lines(results), "",
-                  "## GLUE: every method with the same head, data, epochs and batch, each at its own tuned rate", "",
+        parts += ["## GLUE: every method with the same head, data, epochs and batch, each at its own tuned rate", "",
                   "Dev set, best epoch, mean ± std over seeds (× 100; CoLA: Matthews correlation, STS-B: Pearson, "
                   "the rest accuracy).", "", main_table(cells),
                   "### Chosen learning rates (seed 0's best-epoch score per rate; chosen in bold)", "",
@@ -406,9 +467,15 @@ def fair_sections(results: list[dict[str, Any]], curves_path: Path) -> str:
         longer = side_table(results, "paper-epochs", labels=["hut", "lora"])
         if longer:
             parts += ["### What the paper's longer HUT schedule alone is worth", "", longer]
-    e2e = e2e_table(results)
-    if e2e:
-        parts += ["## E2E NLG (SmolLM2-135M, the same training pairs and dev MRs for every method)", "", e2e]
+    if e2e_rows:
+        parts += ["## E2E NLG (SmolLM2-135M, the same training pairs and dev MRs for every method)", "",
+                  e2e_table(results)]
+        rates = e2e_lr_lines(results, e2e_rows)
+        if rates:
+            parts += ["### Chosen learning rates (seed 0's BLEU × 100 per rate; chosen in bold)", "", *rates, ""]
+        compared = e2e_paired_table(e2e_rows)
+        if compared:
+            parts += ["### Paired comparisons over seeds (BLEU × 100)", "", compared]
     if parts:
         parts += ["### Wall time per table (2 CPU cores)", "", *cost_lines(results), ""]
     return "\n".join(parts)
