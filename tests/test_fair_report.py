@@ -217,3 +217,10 @@ def test_e2e_sections_pair_bleu_over_seeds_and_show_every_rate(tmp_path):
     assert text.index("| zero-shot | 0.001M | – | 1 |") < text.index("| HUT | 0.001M | 0.01 | 2 | 61.0 ± 1.4 |")
     assert "| (IA)³ | 0.001M | 0.01 | 2 | 51.0 ± 1.4 | 6.12 ± 0.17 |" in text
     assert not (tmp_path / "curves.png").exists()  # no GLUE cells, no GLUE figure
+
+
+def test_display_names_keep_a_variant_suffix_and_unknown_labels():
+    from hut_peft.report import display_name
+
+    assert display_name("padapter (3.0M)") == "PAdapter (3.0M)" and display_name("ia3") == "(IA)³"
+    assert display_name("hut-2x-epochs") == "hut-2x-epochs" and display_name("prefix (PreLayer)") == "prefix (PreLayer)"

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any, Optional
 
 from .atomic import atomic_write
-from .report import GLUE_COLUMNS, GLUE_NAMES, PAPER_TABLE1, PAPER_TABLE3, _label, _params, _pm, _table, method_colour
+from .report import (GLUE_COLUMNS, GLUE_NAMES, PAPER_TABLE1, PAPER_TABLE3, _label, _params, _pm, _table,
+                     display_name, method_colour)
 
 # Dev-set majority class (accuracy) or the constant predictor (MCC, Pearson), from the GLUE dev label counts
 # (tests/test_fair_report.py recomputes them from ../shared/data/glue).
@@ -34,8 +35,6 @@ def clear_margin(task: str) -> float:
 # Issue 11's bar for full, LoRA, (IA)³ and HUT (best epoch, mean over seeds).
 TARGETS = {"sst2": 0.80, "mrpc": 0.72, "rte": 0.56, "cola": 0.15, "stsb": 0.60}
 METHOD_ORDER = ("full", "bitfit", "hadamard_adapter", "ia3", "lora", "hut")
-METHOD_NAMES = {"full": "Full FT", "bitfit": "BitFit", "hadamard_adapter": "Hadamard adapter", "ia3": "(IA)³",
-                "lora": "LoRA", "hut": "HUT"}
 COMPARISONS = (("hut", "lora"), ("hut", "ia3"))
 ALPHA = 0.05
 
@@ -122,7 +121,7 @@ def verdict_lines(cells: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
                 parts.append(f"{GLUE_NAMES[task]} {_signed(cmp['mean'])} ({cmp['verdict']}, {p})")
         if parts:
             summary = ", ".join(f"{k} on {v} task{'s' if v > 1 else ''}" for k, v in sorted(tally.items()))
-            lines.append(f"- **{METHOD_NAMES.get(ours, ours)} against {METHOD_NAMES.get(other, other)}** "
+            lines.append(f"- **{display_name(ours)} against {display_name(other)}** "
                          f"(paired over seeds, best-epoch dev score × 100): {summary}. " + "; ".join(parts) + ".")
     missed = []
     for label in _ordered(cells):
@@ -132,10 +131,10 @@ def verdict_lines(cells: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
                 continue
             mean = statistics.fmean(seed_scores(res).values())
             if label in ("full", "lora", "ia3", "hut") and mean < TARGETS[task]:
-                missed.append(f"{METHOD_NAMES.get(label, label)} on {GLUE_NAMES[task]} is below its target "
+                missed.append(f"{display_name(label)} on {GLUE_NAMES[task]} is below its target "
                               f"({_score(mean)} < {_score(TARGETS[task])})")
             if mean <= MAJORITY[task] + clear_margin(task):
-                missed.append(f"{METHOD_NAMES.get(label, label)} on {GLUE_NAMES[task]} is not clearly above the "
+                missed.append(f"{display_name(label)} on {GLUE_NAMES[task]} is not clearly above the "
                               f"majority class ({_score(mean)}, within {_score(clear_margin(task))} of "
                               f"{_score(MAJORITY[task])})")
     lines.append("- **The bar** (every method clearly above the majority class, that is by more than two standard "
@@ -165,7 +164,7 @@ def side_lines(results: list[dict[str, Any]]) -> list[str]:
                     ref = main[other][task]
                     cmp = paired(ours, seed_scores(ref))
                     p = _p_value(cmp["p"])
-                    parts.append(f"{_signed(cmp['mean'])} against {METHOD_NAMES.get(other, other)} at "
+                    parts.append(f"{_signed(cmp['mean'])} against {display_name(other)} at "
                                  f"{ref['settings']['epochs']:g} epochs in {ref['settings'].get('precision', 'fp32')} "
                                  f"({_score(statistics.fmean(seed_scores(ref).values()))}; {cmp['verdict']}, {p})")
                 if parts:
@@ -193,7 +192,7 @@ def main_table(cells: dict[str, dict[str, dict[str, Any]]]) -> str:
             texts.append(_pm(stats) + ("" if stats["n"] > 1 else " (1 seed)"))
         avg = f"{100 * statistics.fmean(means):.1f}" if len(means) == len(tasks) else "–"
         params = next(iter(row.values()))["trainable_parameters"]
-        lines.append(f"| {METHOD_NAMES.get(label, label)} | {_params(params)} | " + " | ".join(texts) + f" | {avg} |")
+        lines.append(f"| {display_name(label)} | {_params(params)} | " + " | ".join(texts) + f" | {avg} |")
     lines.append("| majority class | – | " + " | ".join(_score(MAJORITY[t]) for t in tasks) + " | – |")
     lines.append("| clearly above it (+ 2 s.e.) | – | " + " | ".join(_score(MAJORITY[t] + clear_margin(t))
                                                                    for t in tasks) + " | – |")
@@ -202,7 +201,7 @@ def main_table(cells: dict[str, dict[str, dict[str, Any]]]) -> str:
              "method):", "", head, rule]
     for label, (params, scores) in PAPER_TABLE1.items():
         shown = [scores[t] for t in tasks if t in scores]
-        paper.append(f"| {label} | {params} | " + " | ".join(f"{scores[t]:.1f}" for t in tasks)
+        paper.append(f"| {display_name(label)} | {params} | " + " | ".join(f"{scores[t]:.1f}" for t in tasks)
                      + f" | {statistics.fmean(shown):.1f} |")
     return "\n".join(lines + paper) + "\n"
 
@@ -234,12 +233,12 @@ def lr_table(cells: dict[str, dict[str, dict[str, Any]]], grids: dict[tuple[str,
             chosen = res["settings"]["learning_rate"]
             texts.append(", ".join(f"**{lr:g}: {_score(v)}**" if lr == chosen else f"{lr:g}: {_score(v)}"
                                    for lr, v in sorted(grid.items())))
-        lines.append(f"| {METHOD_NAMES.get(label, label)} | " + " | ".join(texts) + " |")
+        lines.append(f"| {display_name(label)} | " + " | ".join(texts) + " |")
     return "\n".join(lines) + "\n"
 
 
 def _versus(ours: str, other: str) -> str:
-    return f"{METHOD_NAMES.get(ours, ours)} − {METHOD_NAMES.get(other, other)}"
+    return f"{display_name(ours)} − {display_name(other)}"
 
 
 def _paired_cells(cmp: dict[str, Any]) -> str:
@@ -345,7 +344,7 @@ def e2e_lr_lines(results: list[dict[str, Any]], cells: dict[str, dict[str, Any]]
     lines = []
     for label in _ordered(grids):
         chosen = cells[label]["settings"]["learning_rate"] if label in cells else None
-        lines.append(f"- {METHOD_NAMES.get(label, label)}: " + ", ".join(
+        lines.append(f"- {display_name(label)}: " + ", ".join(
             f"**{lr:g}: {_score(v)}**" if lr == chosen else f"{lr:g}: {_score(v)}"
             for lr, v in sorted(grids[label].items())))
     return lines
@@ -372,13 +371,13 @@ def e2e_table(results: list[dict[str, Any]]) -> str:
         s = res["summary"]
         lr = "–" if not res["config"].get("train", True) else f"{res['settings']['learning_rate']:g}"
         cells = [_pm(s["BLEU"]), _pm(s["NIST"], 1, 2), _pm(s["METEOR"]), _pm(s["ROUGE_L"]), _pm(s["CIDEr"], 1, 2)]
-        lines.append(f"| {METHOD_NAMES.get(_label(res), _label(res))} | {_params(res['trainable_parameters'])} | "
+        lines.append(f"| {display_name(_label(res))} | {_params(res['trainable_parameters'])} | "
                      f"{lr} | {len(res['seeds'])} | " + " | ".join(cells) + " |")
     lines += ["", "The paper (GPT-2 medium, E2E test set; published numbers):", "", "| method | # trainable | "
               + " | ".join(("BLEU", "NIST", "METEOR", "ROUGE-L", "CIDEr")) + " |", "|---|---|---|---|---|---|---|"]
     for label, (params, vals) in PAPER_TABLE3.items():
         bleu, nist, meteor, rouge, cider = vals
-        lines.append(f"| {label} | {params} | {bleu:.1f} | {nist:.2f} | {meteor:.1f} | {rouge:.1f} | {cider:.2f} |")
+        lines.append(f"| {display_name(label)} | {params} | {bleu:.1f} | {nist:.2f} | {meteor:.1f} | {rouge:.1f} | {cider:.2f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -418,13 +417,13 @@ def curves_figure(cells: dict[str, dict[str, dict[str, Any]]], path: Path,
             res = cells[label].get(task)
             if res is not None:
                 ax.plot(*_mean_curve(res), marker="o", ms=3, color=method_colour(label),
-                        label=METHOD_NAMES.get(label, label))
+                        label=display_name(label))
         for label, row in (longer or {}).items():
             res = row.get(task)
             if res is not None:
                 method = res["config"]["method"]
                 ax.plot(*_mean_curve(res), marker="o", ms=3, ls="--", color=method_colour(method),
-                        label=f"{METHOD_NAMES.get(method, method)}, {res['settings']['epochs']:g} epochs")
+                        label=f"{display_name(method)}, {res['settings']['epochs']:g} epochs")
         ax.axhline(MAJORITY[task] * 100, color="grey", ls=":", lw=1)
         ax.set(title=GLUE_NAMES[task], xlabel="epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))

@@ -167,6 +167,18 @@ METHOD_COLOURS = {name: f"C{i}" for i, name in enumerate(
     ("hut", "lora", "full", "ia3", "bitfit", "hadamard_adapter", "padapter", "hadapter", "vera", "fourierft"))}
 
 
+# How a method is named on the page and in figure legends (the registry's keys are for the command line).
+METHOD_NAMES = {"full": "Full FT", "bitfit": "BitFit", "hadamard_adapter": "Hadamard adapter", "ia3": "(IA)³",
+                "lora": "LoRA", "hut": "HUT", "padapter": "PAdapter", "hadapter": "HAdapter", "ladapter": "LAdapter",
+                "vera": "VeRA", "fourierft": "FourierFT"}
+
+
+def display_name(label: str) -> str:
+    """A row's printed name: "padapter (3.0M)" -> "PAdapter (3.0M)"; labels we do not know stay as they are."""
+    base = _base(label)
+    return METHOD_NAMES.get(base, base) + label[len(base):]
+
+
 def method_colour(label: str) -> str:
     return METHOD_COLOURS.get(_base(label), "C9")
 
@@ -203,7 +215,8 @@ def figure(results: list[dict[str, Any]], path: Path, gflops: dict[str, float]) 
         for label, (g, avg) in points.items():
             marker = markers[seen[_base(label)] % len(markers)]
             seen[_base(label)] += 1
-            ax.scatter(g, avg, s=45, color=method_colour(label), marker=marker, label=label, zorder=3)
+            ax.scatter(g, avg, s=45, color=method_colour(label), marker=marker, label=display_name(label),
+                       zorder=3)
         ax.grid(alpha=0.3)
         if points:
             ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3, fontsize=8, frameon=False)
