@@ -71,6 +71,7 @@ def test_sections_lead_with_verdicts_and_skip_grid_probes(tmp_path):
     # clearly above = more than 2 standard errors (6.0 points on RTE's 277 examples) above 52.7
     assert "Full FT on RTE is not clearly above the majority class (51.0, within 6.0 of 52.7)" in lines[-1]
     assert "LoRA on RTE is not clearly above" in lines[-1] and "HUT on RTE" not in lines[-1]  # 58.0 and 61.0
+    assert lines[-1].endswith("The evidence: every rate tried, in the learning-rate table below.")
     text = fair_sections(results, tmp_path / "curves.png")
     assert text.startswith("## What was found")
     assert "| HUT | 0.001M | 61.0 ± 1.0 | 61.0 |" in text

@@ -141,7 +141,7 @@ def verdict_lines(cells: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
                  "errors of a no-skill predictor's dev score; full, LoRA, (IA)³ and HUT at "
                  "SST-2 ≥ 80, MRPC ≥ 72, RTE ≥ 56, CoLA MCC ≥ 15, STS-B Pearson ≥ 60): "
                  + ("met by every method on every task run." if not missed else "not met. " + "; ".join(missed)
-                    + "."))
+                    + ". The evidence: every rate tried, in the learning-rate table below."))
     return lines
 
 
