@@ -281,16 +281,22 @@ def test_workers_share_a_sweep_and_run_each_cell_once(tiny_glue_setup, tmp_path)
         run(parser.parse_args([str(config), "--workers", "0"]))
 
 
+def _grid_won_at_its_top_edge(root, extend: int):
+    """A 'hut' grid of 1e-3 and 3e-3, both finished, 3e-3 ahead; 'hut-long' takes its rate from it."""
+    spec = {"recipe": "glue", "tasks": ["rte"], "seeds": "0",
+            "variants": [{"label": "hut", "method": "hut", "lr_grid": [1e-3, 3e-3], "lr_grid_extend": extend},
+                         {"label": "hut-long", "method": "hut", "lr_from": "hut", "table": "longer"}]}
+    hut = plan(spec)[0]
+    _fake_cell_result(hut.grid[0].output_dir(root), 1e-3, 0.60)
+    _fake_cell_result(hut.grid[1].output_dir(root), 3e-3, 0.70)
+    return hut
+
+
 def test_lr_from_sees_a_grid_extended_after_the_pass_began(tmp_path):
     """A worker's long pass planned 'hut' with its first grid; another worker finished it and its extension."""
     from hut_peft.sweep import _extend_finished, select_lr
 
-    spec = {"recipe": "glue", "tasks": ["rte"], "seeds": "0",
-            "variants": [{"label": "hut", "method": "hut", "lr_grid": [1e-3, 3e-3], "lr_grid_extend": 2},
-                         {"label": "hut-long", "method": "hut", "lr_from": "hut", "table": "longer"}]}
-    hut = plan(spec)[0]
-    _fake_cell_result(hut.grid[0].output_dir(tmp_path), 1e-3, 0.60)
-    _fake_cell_result(hut.grid[1].output_dir(tmp_path), 3e-3, 0.70)
+    hut = _grid_won_at_its_top_edge(tmp_path, extend=2)
     assert select_lr(hut, tmp_path)["chosen"] == 3e-3  # what the stale plan would pick
     _fake_cell_result(hut.probe(9e-3).output_dir(tmp_path), 9e-3, 0.75)  # the other worker's extension
     _extend_finished(hut, tmp_path)
@@ -305,12 +311,7 @@ def test_extensions_stop_at_lr_grid_extend_even_when_the_winner_stays_at_the_edg
     """A grid already extended lr_grid_extend times gets no further probe from a dependent cell's look at it."""
     from hut_peft.sweep import _add_probe_past_edge, _extend_finished, select_lr
 
-    spec = {"recipe": "glue", "tasks": ["rte"], "seeds": "0",
-            "variants": [{"label": "hut", "method": "hut", "lr_grid": [1e-3, 3e-3], "lr_grid_extend": 1},
-                         {"label": "hut-long", "method": "hut", "lr_from": "hut", "table": "longer"}]}
-    hut = plan(spec)[0]
-    _fake_cell_result(hut.grid[0].output_dir(tmp_path), 1e-3, 0.60)
-    _fake_cell_result(hut.grid[1].output_dir(tmp_path), 3e-3, 0.70)
+    hut = _grid_won_at_its_top_edge(tmp_path, extend=1)
     assert _add_probe_past_edge(hut, tmp_path)  # the pass's one extension: 9e-3
     _fake_cell_result(hut.probe(9e-3).output_dir(tmp_path), 9e-3, 0.80)  # wins at the new edge
     assert not _add_probe_past_edge(hut, tmp_path)

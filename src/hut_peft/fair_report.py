@@ -207,15 +207,23 @@ def main_table(cells: dict[str, dict[str, dict[str, Any]]]) -> str:
 
 
 def grid_scores(results: list[dict[str, Any]]) -> dict[tuple[str, str], dict[float, float]]:
-    """(task, label) -> every probed rate's seed-0 headline, read from the grid cells themselves (a grid extended
-    after its cell finished is shown whole)."""
+    """(task, label) -> every probed rate's seed-0 score by the sweep's own selection metric, read from the grid
+    cells themselves (a grid extended after its cell finished is shown whole). E2E's task is "e2e"."""
+    from .sweep import headline
+
     scores: dict[tuple[str, str], dict[float, float]] = defaultdict(dict)
     for res in results:
         of = res["config"].get("tags", {}).get("lr_grid_of")
-        if res.get("recipe") == "glue" and of:
-            scores[(res["config"]["task"], of)][res["settings"]["learning_rate"]] = (
-                res["summary"]["best"][res["primary_metric"]]["mean"])
+        if of:
+            task = res["config"].get("task") or res["recipe"]
+            scores[(task, of)][res["settings"]["learning_rate"]] = headline(res)
     return dict(scores)
+
+
+def _rates_text(grid: dict[float, float], chosen: Optional[float]) -> str:
+    """Every probed rate with its score × 100, the chosen one in bold."""
+    return ", ".join(f"**{lr:g}: {_score(v)}**" if lr == chosen else f"{lr:g}: {_score(v)}"
+                     for lr, v in sorted(grid.items()))
 
 
 def lr_table(cells: dict[str, dict[str, dict[str, Any]]], grids: dict[tuple[str, str], dict[float, float]]) -> str:
@@ -230,9 +238,7 @@ def lr_table(cells: dict[str, dict[str, dict[str, Any]]], grids: dict[tuple[str,
             if res is None or not grid:
                 texts.append("–")
                 continue
-            chosen = res["settings"]["learning_rate"]
-            texts.append(", ".join(f"**{lr:g}: {_score(v)}**" if lr == chosen else f"{lr:g}: {_score(v)}"
-                                   for lr, v in sorted(grid.items())))
+            texts.append(_rates_text(grid, res["settings"]["learning_rate"]))
         lines.append(f"| {display_name(label)} | " + " | ".join(texts) + " |")
     return "\n".join(lines) + "\n"
 
@@ -336,18 +342,10 @@ def e2e_verdict_line(cells: dict[str, dict[str, Any]]) -> list[str]:
 
 def e2e_lr_lines(results: list[dict[str, Any]], cells: dict[str, dict[str, Any]]) -> list[str]:
     """Each trained method's E2E grid: every rate's seed-0 BLEU × 100, the chosen one in bold."""
-    grids: dict[str, dict[float, float]] = defaultdict(dict)
-    for res in results:
-        of = res["config"].get("tags", {}).get("lr_grid_of")
-        if res.get("recipe") == "e2e" and of:
-            grids[of][res["settings"]["learning_rate"]] = res["summary"]["BLEU"]["mean"]
-    lines = []
-    for label in _ordered(grids):
-        chosen = cells[label]["settings"]["learning_rate"] if label in cells else None
-        lines.append(f"- {display_name(label)}: " + ", ".join(
-            f"**{lr:g}: {_score(v)}**" if lr == chosen else f"{lr:g}: {_score(v)}"
-            for lr, v in sorted(grids[label].items())))
-    return lines
+    grids = {label: grid for (task, label), grid in grid_scores(results).items() if task == "e2e"}
+    return [f"- {display_name(label)}: "
+            + _rates_text(grids[label], cells[label]["settings"]["learning_rate"] if label in cells else None)
+            for label in _ordered(grids)]
 
 
 def e2e_paired_table(cells: dict[str, dict[str, Any]]) -> str:
