@@ -220,6 +220,12 @@ def test_e2e_sections_pair_bleu_over_seeds_and_show_every_rate(tmp_path):
     assert not (tmp_path / "curves.png").exists()  # no GLUE cells, no GLUE figure
 
 
+def test_parameter_counts_print_millions_and_a_plain_zero():
+    from hut_peft.report import _params
+
+    assert [_params(n) for n in (None, 0, 1234, 354_920_000)] == ["–", "0", "0.001M", "354.9M"]
+
+
 def test_display_names_keep_a_variant_suffix_and_unknown_labels():
     from hut_peft.report import display_name
 

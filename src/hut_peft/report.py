@@ -76,6 +76,8 @@ def _table(result: dict[str, Any]) -> str:
 def _params(n: Optional[int]) -> str:
     if n is None:
         return "–"
+    if n == 0:  # a zero-shot row trains nothing: "0", not "0.000M", which reads as rounded away
+        return "0"
     return f"{n / 1e6:.3f}M" if n < 1e8 else f"{n / 1e6:.1f}M"
 
 
