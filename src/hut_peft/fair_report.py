@@ -16,8 +16,18 @@ from pathlib import Path
 from typing import Any, Optional
 
 from .atomic import atomic_write
-from .report import (GLUE_COLUMNS, GLUE_NAMES, PAPER_TABLE1, PAPER_TABLE3, _label, _params, _pm, _table,
-                     display_name, method_colour)
+from .report import (
+    GLUE_COLUMNS,
+    GLUE_NAMES,
+    PAPER_TABLE1,
+    PAPER_TABLE3,
+    _label,
+    _params,
+    _pm,
+    _table,
+    display_name,
+    method_colour,
+)
 
 # Dev-set majority class (accuracy) or the constant predictor (MCC, Pearson), from the GLUE dev label counts
 # (tests/test_fair_report.py recomputes them from ../shared/data/glue).
@@ -416,7 +426,7 @@ def curves_figure(cells: dict[str, dict[str, dict[str, Any]]], path: Path,
             if res is not None:
                 ax.plot(*_mean_curve(res), marker="o", ms=3, color=method_colour(label),
                         label=display_name(label))
-        for label, row in (longer or {}).items():
+        for row in (longer or {}).values():
             res = row.get(task)
             if res is not None:
                 method = res["config"]["method"]
