@@ -215,7 +215,9 @@ def test_e2e_sections_pair_bleu_over_seeds_and_show_every_rate(tmp_path):
     assert "HUT − LoRA +1.5 (not distinguishable at 2 seeds, p = 0.20)" in text
     assert "| HUT − LoRA | 0: +2.0, 1: +1.0 | +1.5 (± 6.4) | 0.205 | not distinguishable at 2 seeds |" in text
     assert "- HUT: 0.003: 55.0, **0.01: 60.0**, 0.03: 30.0" in text  # grid probes: every rate, never a table row
-    assert text.index("| zero-shot | 0.001M | – | 1 |") < text.index("| HUT | 0.001M | 0.01 | 2 | 61.0 ± 1.4 |")
+    rows = [text.index(row) for row in ("| zero-shot | 0.001M | – | 1 |", "| (IA)³ | 0.001M |", "| HUT | 0.001M | 0.01 | 2 |")]
+    assert rows == sorted(rows)  # the floor first, then the GLUE table's order
+    assert "| HUT | 0.001M | 0.01 | 2 | 61.0 ± 1.4 |" in text
     assert "| (IA)³ | 0.001M | 0.01 | 2 | 51.0 ± 1.4 | 6.12 ± 0.17 |" in text
     assert not (tmp_path / "curves.png").exists()  # no GLUE cells, no GLUE figure
 

@@ -369,13 +369,15 @@ def e2e_paired_table(cells: dict[str, dict[str, Any]]) -> str:
 
 
 def e2e_table(results: list[dict[str, Any]]) -> str:
-    ours = list(e2e_cells(results).values())
-    if not ours:
+    by_label = e2e_cells(results)
+    if not by_label:
         return ""
+    floor = ["zero-shot"] if "zero-shot" in by_label else []  # first, then the methods in the GLUE table's order
+    ours = [by_label[label] for label in floor + _ordered(set(by_label) - set(floor))]
     head = "| method | # trainable | lr | seeds | BLEU | NIST | METEOR | ROUGE-L | CIDEr |"
     rule = "|---|---|---|---|---|---|---|---|---|"
     lines = [head, rule]
-    for res in sorted(ours, key=lambda r: (_label(r) != "zero-shot", _label(r))):
+    for res in ours:
         s = res["summary"]
         lr = "–" if not res["config"].get("train", True) else f"{res['settings']['learning_rate']:g}"
         cells = [_pm(s["BLEU"]), _pm(s["NIST"], 1, 2), _pm(s["METEOR"]), _pm(s["ROUGE_L"]), _pm(s["CIDEr"], 1, 2)]
