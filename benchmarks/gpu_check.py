@@ -55,15 +55,15 @@ def correctness(device: str) -> None:
 
 
 def smollm2_shaped(name, device):
-    """SmolLM2-135M's architecture (its config.json) with random weights: speed does not depend on the values."""
-    from transformers import LlamaConfig, LlamaForCausalLM
+    """SmolLM2-135M's architecture (the project's arch registry) with random weights: speed does not depend on
+    the values."""
+    from transformers import LlamaForCausalLM
+
+    from hut_peft.archs import arch_config
 
     torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
-                      num_attention_heads=9, num_key_value_heads=3, max_position_embeddings=8192,
-                      rope_theta=100000.0, rms_norm_eps=1e-5, tie_word_embeddings=True, bos_token_id=0,
-                      eos_token_id=0, pad_token_id=None)
-    return LlamaForCausalLM(cfg).float().to(device).eval(), "SmolLM2-135M shape, random weights"
+    model = LlamaForCausalLM(arch_config("smollm2-135m"))
+    return model.float().to(device).eval(), "SmolLM2-135M shape, random weights"
 
 
 def roberta_large_full(name, device):
