@@ -26,7 +26,7 @@ def correctness(device: str) -> None:
     from transformers import BertConfig, BertModel
 
     from hut_peft.hut import HUTConfig
-    from hut_peft.train.common import native_bf16, resolve_precision
+    from hut_peft.lab.train.common import native_bf16, resolve_precision
 
     print("gpu:", torch.cuda.get_device_name(0) if torch.cuda.is_available() else None, "| native_bf16:", native_bf16(),
           "| precision auto ->", resolve_precision("auto"))
@@ -59,7 +59,7 @@ def smollm2_shaped(name, device):
     the values."""
     from transformers import LlamaForCausalLM
 
-    from hut_peft.archs import arch_config
+    from hut_peft.lab.archs import arch_config
 
     torch.manual_seed(0)
     model = LlamaForCausalLM(arch_config("smollm2-135m"))
@@ -68,7 +68,7 @@ def smollm2_shaped(name, device):
 
 def roberta_large_full(name, device):
     """The whole 24-layer RoBERTa-large shape with random weights, batch 16 × 128 (the paper's encoder)."""
-    from hut_peft.archs import build_arch
+    from hut_peft.lab.archs import build_arch
 
     torch.manual_seed(0)
     model = build_arch("roberta-large", device="cpu").float().to(device)
@@ -81,7 +81,8 @@ def main() -> None:
     if part == "correctness":
         correctness("cuda" if torch.cuda.is_available() else "cpu")
         return
-    from hut_peft import bench, bench_serving
+    from hut_peft.lab.bench import run as bench
+    from hut_peft.lab.bench import serving as bench_serving
 
     if part == "serving":
         bench_serving.load_decoder = smollm2_shaped

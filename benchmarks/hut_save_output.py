@@ -29,8 +29,9 @@ from typing import Any
 import torch
 from torch.utils.checkpoint import checkpoint
 
-from hut_peft.bench import _interleaved_medians, _loss, _prepare, _step_fn, load_model, saved_tensor_bytes
 from hut_peft.hut import Linear
+from hut_peft.lab.bench.run import _loss, _prepare, _step_fn, load_model, saved_tensor_bytes
+from hut_peft.lab.bench.timing import interleaved_medians
 
 
 class ScaleShiftSavingOutput(torch.autograd.Function):
@@ -98,7 +99,7 @@ def main() -> None:
     max_diff = {k: max((g1 - g2).abs().max().item() / (g1.abs().max().item() or 1.0)
                        for g1, g2 in zip(losses["hut"][1], losses[k][1])) for k in variants[1:]}
     saved = {k: saved_tensor_bytes(m, batch) / 2**20 for k, m in models.items()}
-    times = _interleaved_medians({k: _step_fn(m, batch) for k, m in models.items()}, args.reps, 2)
+    times = interleaved_medians({k: _step_fn(m, batch) for k, m in models.items()}, args.reps, 2)
     print(json.dumps({"model": label, "threads": args.threads, "saved_mib": saved, "step_s": times,
                       "step_over_frozen": {k: v / times["frozen"] for k, v in times.items()},
                       "loss_equal": {k: losses["hut"][0] == losses[k][0] for k in variants[1:]},

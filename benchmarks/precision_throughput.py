@@ -19,10 +19,10 @@ import torch
 from transformers import AutoModel, AutoTokenizer
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
-from hut_peft.data.glue import load_glue
-from hut_peft.heads import EmbeddingClassifier, PairCollator
-from hut_peft.methods import apply_method
-from hut_peft.models import resolve_model
+from hut_peft.lab.data.glue import load_glue
+from hut_peft.lab.heads import EmbeddingClassifier, PairCollator
+from hut_peft.lab.methods import apply_method
+from hut_peft.lab.models import resolve_model
 
 
 def batches(tokenizer, pairs: list[dict], batch: int, grouped: bool, steps: int, seed: int) -> list[dict]:

@@ -14,7 +14,7 @@ import argparse
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from hut_peft.bench import BENCH_MODELS, QUICK_MODELS, _prepare, _step_fn, load_model
+from hut_peft.lab.bench.run import BENCH_MODELS, QUICK_MODELS, _prepare, _step_fn, load_model
 
 MATMUL = ("aten::mm", "aten::addmm", "aten::bmm", "aten::_scaled_dot_product_flash_attention_for_cpu",
           "aten::_scaled_dot_product_flash_attention_for_cpu_backward")

@@ -25,7 +25,7 @@ from peft import get_peft_model
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from hut_peft import HUTConfig
-from hut_peft.models import resolve_model
+from hut_peft.lab.models import resolve_model
 
 
 def _batch(data_dir: Path, n: int = 8) -> tuple[dict[str, torch.Tensor], torch.Tensor]:

@@ -1,5 +1,5 @@
 """What merging HUT into a 4-bit or 8-bit base costs: the re-quantisation error of
-``hut_peft.quantized_merge.merge_and_unload_requantized``, against what the adapter itself changes.
+``hut_peft.hut.quantized_merge.merge_and_unload_requantized``, against what the adapter itself changes.
 
 For each of 4-bit NF4 and 8-bit, on the same quantised base: HUT on q and v (the bench's ``paper-glue`` setting,
 r = 8) moved off the identity by N(0, 0.02²) noise on every trainable parameter (the bench's ``_perturb``; a
@@ -21,8 +21,9 @@ import statistics
 
 import torch
 
-from hut_peft.bench import SEED, _perturb, _prepare, load_model_quantized
-from hut_peft.quantized_merge import merge_and_unload_requantized
+from hut_peft.hut.quantized_merge import merge_and_unload_requantized
+from hut_peft.lab.bench.run import _perturb, _prepare, load_model_quantized
+from hut_peft.lab.bench.timing import SEED
 
 
 def measure(name: str, bits: int) -> dict:

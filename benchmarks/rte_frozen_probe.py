@@ -15,9 +15,9 @@ import torch
 from sklearn.linear_model import LogisticRegression
 from transformers import AutoModel, AutoTokenizer
 
-from hut_peft.data.glue import load_glue
-from hut_peft.heads import mean_pool
-from hut_peft.models import DEFAULT_ENCODER, resolve_model
+from hut_peft.lab.data.glue import load_glue
+from hut_peft.lab.heads import mean_pool
+from hut_peft.lab.models import DEFAULT_ENCODER, resolve_model
 
 
 def embed(model, tokenizer, texts: list[str]) -> torch.Tensor:

@@ -23,7 +23,7 @@ import torch
 from peft import get_peft_model
 
 from hut_peft import HUTConfig
-from hut_peft.bench_serving import _adapter_params, _perturb_, clone_adapter, load_decoder
+from hut_peft.lab.bench.serving import _adapter_params, _perturb_, clone_adapter, load_decoder
 
 
 def main() -> None:

@@ -8,7 +8,7 @@ import stat
 
 import pytest
 
-from hut_peft.atomic import atomic_write, write_json_atomic, write_text_atomic
+from hut_peft.lab.atomic import atomic_write, write_json_atomic, write_text_atomic
 
 
 def test_writes_with_the_mode_a_plain_open_gives(tmp_path):

@@ -8,8 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from hut_peft.bench import _interleaved_medians, memory_mib, saved_tensor_bytes
 from hut_peft.cli import main
+from hut_peft.lab.bench.run import memory_mib, saved_tensor_bytes
+from hut_peft.lab.bench.timing import interleaved_medians
 
 N, K = 3, 6  # rows and features of the hand-made cases
 
@@ -58,7 +59,7 @@ def test_memory_counts_trainable_state_and_frozen_weights():
 def test_repetitions_are_interleaved_round_robin():
     calls: list[str] = []
     fns = {name: (lambda name=name: calls.append(name)) for name in ("a", "b", "c")}
-    medians = _interleaved_medians(fns, reps=2, warmup=1)
+    medians = interleaved_medians(fns, reps=2, warmup=1)
     assert calls == ["a", "b", "c"] * 3 and set(medians) == {"a", "b", "c"}
 
 
@@ -110,7 +111,7 @@ def test_cloned_adapters_are_real_distinct_adapters(method):
     from peft import get_peft_model
 
     from conftest import tiny_llama
-    from hut_peft.bench_serving import _adapter_params, _configs, _perturb_, clone_adapter
+    from hut_peft.lab.bench.serving import _adapter_params, _configs, _perturb_, clone_adapter
 
     if method == "road" and not hasattr(peft, "RoadConfig"):
         pytest.skip("this peft has no RoAd")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hut_peft.data.e2e import (
+from hut_peft.lab.data.e2e import (
     E2EExample,
     group_by_mr,
     linearize_mr,

@@ -14,8 +14,8 @@ import pytest
 import sacrebleu
 
 from hut_peft.cli import main as cli_main
-from hut_peft.data.e2e import group_by_mr, load_e2e, read_official_refs, read_predictions
-from hut_peft.metrics.e2e import bleu_nist, coco_metrics_by_segment, mteval_tokenize, nist_length_penalty
+from hut_peft.lab.data.e2e import group_by_mr, load_e2e, read_official_refs, read_predictions
+from hut_peft.lab.metrics.e2e import bleu_nist, coco_metrics_by_segment, mteval_tokenize, nist_length_penalty
 
 needs_java = pytest.mark.skipif(shutil.which("java") is None, reason="METEOR and the PTB tokeniser need Java")
 BETA = math.log(2) / math.log(1.5) ** 2  # NIST's brevity constant: penalty 0.5 at length ratio 2/3

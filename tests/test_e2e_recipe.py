@@ -28,7 +28,7 @@ def _fixture(root: Path) -> tuple[Path, Path]:
     body = "".join(f'"{mr}",{ref}\n' for mr, ref in ROWS)
     (data / "trainset.csv").write_text("mr,ref\n" + body * 4)
     (data / "devset.csv").write_text("mr,ref\n" + body)
-    from hut_peft.data.e2e import linearize_mr
+    from hut_peft.lab.data.e2e import linearize_mr
 
     words = " ".join(linearize_mr(mr) + " || " + ref for mr, ref in ROWS).split()
     return write_tiny_causal_lm_dir(root / "model", words), data
@@ -79,7 +79,7 @@ def test_gguf_marker_is_dropped_so_trainer_can_train():
 
     from transformers.trainer_utils import validate_quantization_for_training
 
-    from hut_peft.models import drop_gguf_quantization_marker
+    from hut_peft.lab.models import drop_gguf_quantization_marker
 
     model = SimpleNamespace(
         hf_quantizer=SimpleNamespace(quantization_config=SimpleNamespace(quant_method="gguf"), is_trainable=False),
@@ -95,9 +95,9 @@ def test_gguf_marker_is_dropped_so_trainer_can_train():
 def test_rescore_results_rewrites_only_the_scores(tmp_path):
     # A two-seed run stored with a wrong NIST; seed 0 keeps its metrics.json. A Java-free scorer: our BLEU and
     # NIST, the stored COCO numbers unchanged.
-    from hut_peft.data.e2e import write_official_layout
-    from hut_peft.metrics.e2e import bleu_nist
-    from hut_peft.train.e2e import rescore_results
+    from hut_peft.lab.data.e2e import write_official_layout
+    from hut_peft.lab.metrics.e2e import bleu_nist
+    from hut_peft.lab.train.e2e import rescore_results
 
     groups = [("mr1", ["a b c d", "a b c"]), ("mr2", ["d e f g h"])]
     outputs = {0: ["a b", "d e f"], 1: ["a b c d", "d e f g h"]}

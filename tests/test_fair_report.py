@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from hut_peft.fair_report import DEV_SIZE, MAJORITY, fair_sections, glue_cells, paired, verdict_lines
+from hut_peft.lab.report.fair import DEV_SIZE, MAJORITY, fair_sections, glue_cells, paired, verdict_lines
 
 
 def test_paired_matches_the_t_formula():
@@ -84,7 +84,7 @@ def test_sections_lead_with_verdicts_and_skip_grid_probes(tmp_path):
 def test_majority_constants_match_the_dev_sets(data_dir):
     from collections import Counter
 
-    from hut_peft.data.glue import load_glue
+    from hut_peft.lab.data.glue import load_glue
 
     for task in ("sst2", "mrpc", "rte", "cola", "stsb"):
         labels = list(load_glue(task, data_dir / "glue", split="validation")["label"])
@@ -98,7 +98,7 @@ def test_clear_margin_is_two_standard_errors_of_a_no_skill_predictor():
     from scipy import stats
     from sklearn.metrics import matthews_corrcoef
 
-    from hut_peft.fair_report import clear_margin
+    from hut_peft.lab.report.fair import clear_margin
 
     n, m = DEV_SIZE["rte"], MAJORITY["rte"]  # accuracy: the binomial standard error at the majority rate
     assert clear_margin("rte") == pytest.approx(2 * stats.binom(n, m).std() / n, rel=1e-9)
@@ -113,7 +113,7 @@ def test_clear_margin_is_two_standard_errors_of_a_no_skill_predictor():
 
 
 def test_wall_time_counts_reused_seeds_once_and_parallel_workers_as_elapsed_share():
-    from hut_peft.fair_report import cost_lines
+    from hut_peft.lab.report.fair import cost_lines
 
     def cell(table, walls, tags):
         return {"recipe": "glue", "config": {"tags": {"table": table, **tags}},
@@ -128,7 +128,7 @@ def test_wall_time_counts_reused_seeds_once_and_parallel_workers_as_elapsed_shar
 
 
 def test_side_tables_are_paired_against_the_main_cells_they_test():
-    from hut_peft.fair_report import side_lines
+    from hut_peft.lab.report.fair import side_lines
 
     longer = _cell("hut", "cola", {0: 0.21, 1: 0.22, 2: 0.20})
     longer["config"]["tags"].update(label="hut-2x-epochs", table="paper-epochs")
@@ -149,7 +149,7 @@ def test_side_tables_are_paired_against_the_main_cells_they_test():
 def test_curves_average_seeds_per_epoch_and_draw_the_longer_schedule_dashed(tmp_path, monkeypatch):
     import matplotlib.figure
 
-    from hut_peft.fair_report import _mean_curve, curves_figure
+    from hut_peft.lab.report.fair import _mean_curve, curves_figure
 
     main = _cell("hut", "cola", {0: 0.10, 1: 0.20, 2: 0.30})
     assert _mean_curve(main) == ([1, 2], [pytest.approx(19.0), pytest.approx(20.0)])  # (9+19+29)/3, (10+20+30)/3
@@ -171,7 +171,7 @@ def test_curves_average_seeds_per_epoch_and_draw_the_longer_schedule_dashed(tmp_
 
 
 def test_small_p_values_keep_a_significant_digit():
-    from hut_peft.fair_report import _p_value
+    from hut_peft.lab.report.fair import _p_value
 
     assert _p_value(0.0683) == "p = 0.07" and _p_value(0.0021) == "p = 0.002" and _p_value(float("nan")) == "–"
     assert _p_value(0.0) == _p_value(4e-4) == "p < 0.001"  # identical differences on every seed give p = 0
@@ -223,13 +223,13 @@ def test_e2e_sections_pair_bleu_over_seeds_and_show_every_rate(tmp_path):
 
 
 def test_parameter_counts_print_millions_and_a_plain_zero():
-    from hut_peft.report import _params
+    from hut_peft.lab.report.tables import format_params
 
-    assert [_params(n) for n in (None, 0, 1234, 354_920_000)] == ["–", "0", "0.001M", "354.9M"]
+    assert [format_params(n) for n in (None, 0, 1234, 354_920_000)] == ["–", "0", "0.001M", "354.9M"]
 
 
 def test_display_names_keep_a_variant_suffix_and_unknown_labels():
-    from hut_peft.report import display_name
+    from hut_peft.lab.report.tables import display_name
 
     assert display_name("padapter (3.0M)") == "PAdapter (3.0M)" and display_name("ia3") == "(IA)³"
     assert display_name("hut-2x-epochs") == "hut-2x-epochs" and display_name("prefix (PreLayer)") == "prefix (PreLayer)"

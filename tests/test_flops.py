@@ -9,9 +9,10 @@ import pytest
 import torch
 from peft import LoraConfig, get_peft_model
 
-from hut_peft.archs import ARCHS, build_arch
 from hut_peft.cli import main
-from hut_peft.flops import (
+from hut_peft.hut import HUTConfig
+from hut_peft.lab.archs import ARCHS, build_arch
+from hut_peft.lab.flops import (
     AdaptedMatrix,
     activation_flops,
     adapted_matrices,
@@ -19,7 +20,6 @@ from hut_peft.flops import (
     measured_flops,
     paper_weight_flops,
 )
-from hut_peft.hut import HUTConfig
 
 
 def test_formulas_by_hand():
@@ -81,7 +81,7 @@ def test_flop_counter_deltas_match_the_matmul_counts():
 def test_fused_gpt2_projection_counts_q_and_v_blocks():
     from transformers import GPT2Config, GPT2Model
 
-    from hut_peft.methods import apply_method
+    from hut_peft.lab.methods import apply_method
 
     model = apply_method("hut", GPT2Model(GPT2Config(vocab_size=50, n_embd=32, n_layer=2, n_head=4)))
     assert adapted_matrices(model) == [AdaptedMatrix(32, 32, 8, "hut")] * 4  # q and v blocks, k stays frozen

@@ -9,7 +9,7 @@ from pathlib import Path
 import datasets
 import pytest
 
-from hut_peft.data.glue import GLUE_TASKS, get_task, hub_features, load_glue
+from hut_peft.lab.data.glue import GLUE_TASKS, get_task, hub_features, load_glue
 
 STSB_HEADER = "index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\tsentence2\tscore\n"
 MNLI_DEV_HEADER = ("index\tpromptID\tpairID\tgenre\tsentence1_binary_parse\tsentence2_binary_parse\t"
@@ -111,7 +111,7 @@ def test_malformed_rows_name_file_and_line(tmp_path):
 def test_qqp_skips_and_counts_short_rows_as_the_hub_does(tmp_path, caplog):
     _write(tmp_path / "QQP" / "train.tsv",
            QQP_HEADER + "1\t1\t2\tq?\tp?\t1\n2\t3\t4\tbroken\n3\t5\t6\tq2?\tp2?\t\n4\t7\t8\tq3?\tp3?\t0\n")
-    with caplog.at_level(logging.WARNING, logger="hut_peft.data.glue"):
+    with caplog.at_level(logging.WARNING, logger="hut_peft.lab.data.glue"):
         ds = load_glue("qqp", tmp_path, "train")
     assert ds["question1"] == ["q?", "q3?"] and ds["label"] == [1, 0]
     assert ds["idx"] == [0, 3]  # the hub numbers rows before dropping the broken ones

@@ -10,7 +10,7 @@ import pytest
 from scipy.stats import pearsonr, spearmanr
 from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 
-from hut_peft.metrics.glue import PRIMARY_METRIC, compute_glue_metrics, preds_from_logits
+from hut_peft.lab.metrics.glue import PRIMARY_METRIC, compute_glue_metrics, preds_from_logits
 
 
 def test_mcc_and_f1_on_a_hand_worked_confusion_matrix():
@@ -79,7 +79,7 @@ def test_preds_from_logits(caplog):
         preds_from_logits("stsb", np.zeros((2, 2)))
     with pytest.raises(ValueError, match=r"mnli: expected logits of shape \(N, 3\), got \(4, 2\)"):
         preds_from_logits("mnli", np.zeros((4, 2)))
-    with caplog.at_level(logging.WARNING, logger="hut_peft.metrics.glue"):
+    with caplog.at_level(logging.WARNING, logger="hut_peft.lab.metrics.glue"):
         preds_from_logits("rte", np.array([[np.nan, 1.0], [0.0, 1.0]]))
     assert "1 of 2 rows of logits contain NaN" in caplog.text
 

@@ -14,7 +14,7 @@ from collections import Counter
 
 import pytest
 
-from hut_peft.data.glue import load_glue
+from hut_peft.lab.data.glue import load_glue
 
 
 def _glue(args: list[str]) -> subprocess.CompletedProcess:

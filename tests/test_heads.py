@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from conftest import tiny_bert, write_rte_fixture, write_tiny_bert_dir
-from hut_peft.heads import EmbeddingClassifier, PairCollator, mean_pool, resolve_head
-from hut_peft.methods import apply_method, count_parameters, merge_method
+from hut_peft.lab.heads import EmbeddingClassifier, PairCollator, mean_pool, resolve_head
+from hut_peft.lab.methods import apply_method, count_parameters, merge_method
 
 
 def _encoder():
@@ -143,7 +143,7 @@ def test_glue_cli_with_the_embedding_head(tmp_path):
 
 
 def test_recipe_defaults_follow_the_head(tmp_path):
-    from hut_peft.train.glue import GlueRecipe
+    from hut_peft.lab.train.glue import GlueRecipe
 
     st = _mark_sentence_transformers(write_tiny_bert_dir(tmp_path / "st"))
     plain = write_tiny_bert_dir(tmp_path / "plain")

@@ -7,7 +7,7 @@ import torch
 from peft import get_peft_model
 
 from hut_peft import HUTConfig
-from hut_peft.models import resolve_model
+from hut_peft.lab.models import resolve_model
 
 SENTENCES = [
     ("a gorgeous, witty, seductive movie.", 1),

@@ -10,7 +10,7 @@ from peft import PeftModel
 
 from conftest import tiny_bert, tiny_gpt2, tiny_llama
 from hut_peft.cli import main as cli_main
-from hut_peft.methods import (
+from hut_peft.lab.methods import (
     METHODS,
     apply_method,
     count_parameters,
@@ -20,7 +20,7 @@ from hut_peft.methods import (
     resolve_targets,
     save_trainable,
 )
-from hut_peft.methods.arch import ROLE_NAMES, role_modules
+from hut_peft.lab.methods.arch import ROLE_NAMES, role_modules
 
 
 def tiny_roberta(seed: int = 0):
@@ -144,7 +144,7 @@ def test_load_trainable_refuses_another_base(tmp_path):
 
         load_trainable(BertForSequenceClassification(BertConfig(vocab_size=100, hidden_size=16, num_hidden_layers=2,
                                                                 num_attention_heads=4, intermediate_size=37)), tmp_path)
-    with pytest.raises(ValueError, match="not built by hut_peft.methods.apply_method"):
+    with pytest.raises(ValueError, match="not built by hut_peft.lab.methods.apply_method"):
         save_trainable(tiny_bert(), tmp_path / "other")
     with pytest.raises(FileNotFoundError, match="method.json"):
         load_trainable(tiny_bert(), tmp_path / "missing")

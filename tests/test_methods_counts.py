@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import torch
 
-from hut_peft.methods import apply_method, count_parameters
+from hut_peft.lab.methods import apply_method, count_parameters
 
 
 def _roberta_large() -> torch.nn.Module:

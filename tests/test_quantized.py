@@ -14,7 +14,7 @@ import torch
 from peft import PeftModel, get_peft_model
 
 from hut_peft import HUTConfig
-from hut_peft.models import save_tiny_llama
+from hut_peft.lab.models import save_tiny_llama
 
 pytestmark = pytest.mark.filterwarnings("ignore:MatMul8bitLt")  # bitsandbytes' note on fp32 → fp16 inputs
 
@@ -122,7 +122,7 @@ def test_adapter_trained_on_4bit_merges_exactly_into_the_unquantised_base(tiny_d
 
 @pytest.mark.parametrize("bits", sorted(LAYERS))
 def test_merge_on_request_dequantises_merges_and_requantises(tiny_dir, bits):
-    from hut_peft.quantized_merge import _dequantize, merge_and_unload_requantized
+    from hut_peft.hut.quantized_merge import _dequantize, merge_and_unload_requantized
 
     torch.manual_seed(0)
     model = get_peft_model(_load(tiny_dir, bits), HUTConfig(r=4, target_modules=["q_proj", "v_proj"], shift=False,
@@ -152,7 +152,7 @@ def test_merge_on_request_dequantises_merges_and_requantises(tiny_dir, bits):
 
 
 def test_merge_on_request_keeps_the_bias_free_rule(tiny_dir):
-    from hut_peft.quantized_merge import merge_and_unload_requantized
+    from hut_peft.hut.quantized_merge import merge_and_unload_requantized
 
     model = get_peft_model(_load(tiny_dir, "4bit"), HUTConfig(r=4, target_modules=["q_proj"], init="perturbed"))
     with pytest.raises(ValueError, match="shift β is non-zero"):

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from hut_peft.report import build_report, collect, e2e_markdown, glue_markdown
-from hut_peft.sweep import plan, run_sweep
+from hut_peft.lab.report.build import build_report
+from hut_peft.lab.report.tables import collect, e2e_markdown, glue_markdown
+from hut_peft.lab.sweep import plan, run_sweep
 
 
 def _spec(model: Path, data: Path, out: Path) -> dict:
@@ -95,7 +96,7 @@ def test_e2e_table_from_results(tmp_path):
 
 
 def test_measured_gflops_for_the_figure():
-    from hut_peft.report import measured_gflops
+    from hut_peft.lab.report.tables import measured_gflops
 
     g = measured_gflops(["hut", "lora", "full", "not-a-method"], seq_len=16)
     assert set(g) == {"hut", "lora", "full"}
@@ -104,7 +105,7 @@ def test_measured_gflops_for_the_figure():
 
 def test_lr_grid_selects_on_the_first_seed_and_reuses_it(tiny_glue_setup, tmp_path):
     """Stage 1 runs each rate on seed 0; stage 2 runs the winner on every seed without retraining seed 0."""
-    from hut_peft.sweep import select_lr
+    from hut_peft.lab.sweep import select_lr
 
     model, data = tiny_glue_setup
     out = tmp_path / "runs"
@@ -168,7 +169,7 @@ def _fake_cell_result(folder: Path, lr: float, score: float, seeds=(0,)) -> None
 
 
 def test_grid_extends_past_an_edge_winner_and_clears_a_stale_cell(tmp_path):
-    from hut_peft.sweep import _beyond_edge, _clear, _stale, select_lr
+    from hut_peft.lab.sweep import _beyond_edge, _clear, _stale, select_lr
 
     spec = {"recipe": "glue", "tasks": ["rte"], "seeds": "0,1",
             "variants": [{"label": "hut", "method": "hut", "lr_grid": [1e-3, 3e-3], "lr_grid_extend": 2}]}
@@ -199,7 +200,7 @@ def test_cell_lock_excludes_a_live_holder_and_takes_over_a_dead_one(tmp_path):
     import subprocess
     import sys
 
-    from hut_peft.sweep import LOCK_NAME, cell_lock
+    from hut_peft.lab.sweep import LOCK_NAME, cell_lock
 
     folder = tmp_path / "cell"
     with cell_lock(folder) as mine:
@@ -224,7 +225,7 @@ def test_sweep_waits_for_a_cell_another_sweep_holds(tiny_glue_setup, tmp_path):
     import sys
     import threading
 
-    from hut_peft.sweep import LOCK_NAME
+    from hut_peft.lab.sweep import LOCK_NAME
 
     model, data = tiny_glue_setup
     out = tmp_path / "runs"
@@ -259,7 +260,7 @@ def test_workers_share_a_sweep_and_run_each_cell_once(tiny_glue_setup, tmp_path)
 
     import yaml
 
-    from hut_peft.sweep import add_arguments, run
+    from hut_peft.lab.sweep import add_arguments, run
 
     model, data = tiny_glue_setup
     out = tmp_path / "runs"
@@ -294,7 +295,7 @@ def _grid_won_at_its_top_edge(root, extend: int):
 
 def test_lr_from_sees_a_grid_extended_after_the_pass_began(tmp_path):
     """A worker's long pass planned 'hut' with its first grid; another worker finished it and its extension."""
-    from hut_peft.sweep import _extend_finished, select_lr
+    from hut_peft.lab.sweep import _extend_finished, select_lr
 
     hut = _grid_won_at_its_top_edge(tmp_path, extend=2)
     assert select_lr(hut, tmp_path)["chosen"] == 3e-3  # what the stale plan would pick
@@ -309,7 +310,7 @@ def test_lr_from_sees_a_grid_extended_after_the_pass_began(tmp_path):
 
 def test_extensions_stop_at_lr_grid_extend_even_when_the_winner_stays_at_the_edge(tmp_path):
     """A grid already extended lr_grid_extend times gets no further probe from a dependent cell's look at it."""
-    from hut_peft.sweep import _add_probe_past_edge, _extend_finished, select_lr
+    from hut_peft.lab.sweep import _add_probe_past_edge, _extend_finished, select_lr
 
     hut = _grid_won_at_its_top_edge(tmp_path, extend=1)
     assert _add_probe_past_edge(hut, tmp_path)  # the pass's one extension: 9e-3

@@ -13,7 +13,7 @@ import torch
 from peft import PeftModel
 
 from hut_peft import HUTConfig
-from hut_peft.models import save_tiny_llama
+from hut_peft.lab.models import save_tiny_llama
 
 trl = pytest.importorskip("trl", reason="trl is in the dev extras: pip install trl")
 

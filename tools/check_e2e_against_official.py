@@ -1,4 +1,4 @@
-"""Compare our BLEU and NIST (``hut_peft.metrics.e2e.bleu_nist``) with the official E2E scorer's, end to end:
+"""Compare our BLEU and NIST (``hut_peft.lab.metrics.e2e.bleu_nist``) with the official E2E scorer's, end to end:
 each case is written as two files in the official layout, read by ``measure_scores.py``'s own ``load_data``,
 turned into mteval SGML files (with its padding of missing references) by its own ``run_mteval``, and scored
 by its Perl ``mteval-v13a-sig.pl``. The cases: issue 11's four, then random ones from the dev set (subsets of
@@ -25,8 +25,8 @@ import tempfile
 import types
 from pathlib import Path
 
-from hut_peft.data.e2e import group_by_mr, load_e2e, read_official_refs, read_predictions
-from hut_peft.metrics.e2e import bleu_nist
+from hut_peft.lab.data.e2e import group_by_mr, load_e2e, read_official_refs, read_predictions
+from hut_peft.lab.metrics.e2e import bleu_nist
 
 ROOT = Path(__file__).resolve().parents[1]
 EXTRA = ["0", "0 0", "CAFÉ", "Café", "&amp;", "&quot;x&quot;", "£20-25", "1,000.5", "U.S.", "ÉCOLE", "a-b", "3-4"]

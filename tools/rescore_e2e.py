@@ -1,5 +1,5 @@
 """Score committed E2E runs again from their saved outputs and rewrite their stored numbers (after a fix to
-the scorer; see ``hut_peft.train.e2e.rescore_results``). Prints every number that changed. Needs Java (METEOR).
+the scorer; see ``hut_peft.lab.train.e2e.rescore_results``). Prints every number that changed. Needs Java (METEOR).
 
     .venv/bin/python tools/rescore_e2e.py                      # every E2E results.json under docs/results
     .venv/bin/python tools/rescore_e2e.py path/to/results.json ...
@@ -11,7 +11,7 @@ import argparse
 import json
 from pathlib import Path
 
-from hut_peft.train.e2e import rescore_results
+from hut_peft.lab.train.e2e import rescore_results
 
 RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results"
 

@@ -6,5 +6,5 @@ and ``PeftModel.from_pretrained(model, path)`` work for HUT adapters like for an
 
 from .hut import HUT_PEFT_TYPE, HUTConfig, HUTLayer, HUTModel, load_adapters
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 __all__ = ["HUTConfig", "HUTLayer", "HUTModel", "HUT_PEFT_TYPE", "load_adapters", "__version__"]

@@ -4,7 +4,8 @@ from .config import HUTConfig
 from .layer import HUTLayer, Linear
 from .loading import find_saved_adapters, load_adapters
 from .model import HUTModel
-from .registration import HUT_PEFT_TYPE, register_hut
+from .peft_type import HUT_PEFT_TYPE
+from .registration import register_hut
 
 register_hut()
 

@@ -206,7 +206,8 @@ def bank_nbytes(layer: HUTLayer) -> int:
 
 
 def model_bank_nbytes(model: torch.nn.Module) -> int:
-    """Bytes held by every HUT layer's bank in ``model``: the memory that mixed batches add to the adapters'."""
-    from .layer import HUTLayer
+    """Bytes held by every HUT layer's bank in ``model``: the memory that mixed batches add to the adapters'.
 
-    return sum(bank_nbytes(m) for m in model.modules() if isinstance(m, HUTLayer))
+    A HUT layer is recognised by its ``_hut_bank`` slot, so this module need not import layer.py (which imports it).
+    """
+    return sum(bank_nbytes(m) for m in model.modules() if hasattr(m, "_hut_bank"))

@@ -7,7 +7,7 @@ from typing import Literal, Optional, Union
 
 from peft.config import PeftConfig
 
-from .registration import HUT_PEFT_TYPE
+from .peft_type import HUT_PEFT_TYPE
 
 InitKind = Literal["identity", "perturbed"]
 

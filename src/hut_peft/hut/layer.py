@@ -347,7 +347,7 @@ class HUTLayer(BaseTunerLayer):
                 "applied to dequantised weights and re-quantised, which is lossy. Keep the adapter unmerged, or "
                 "merge exactly into an unquantised base: load the base without quantization_config, then "
                 "PeftModel.from_pretrained(base, adapter_dir).merge_and_unload(); or, for a quantised merged model, "
-                "hut_peft.quantized_merge.merge_and_unload_requantized(model), which reports the error it adds."
+                "hut_peft.hut.quantized_merge.merge_and_unload_requantized(model), which reports the error it adds."
             )
         return base
 

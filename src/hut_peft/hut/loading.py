@@ -27,7 +27,7 @@ from peft.utils import load_peft_weights
 from .config import HUTConfig
 from .layer import HUTLayer
 from .model import HUTModel
-from .registration import HUT_PEFT_TYPE
+from .peft_type import HUT_PEFT_TYPE
 
 # The fields that decide which modules an adapter occupies (and how a fused one is split).
 TARGETING_FIELDS = ("target_modules", "exclude_modules", "layers_to_transform", "layers_pattern", "fused_slices")

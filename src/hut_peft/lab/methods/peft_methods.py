@@ -176,7 +176,7 @@ def build_hut(model: nn.Module, task_type: Optional[str] = None, **options: Any)
     On GPT-2 the q and v blocks of the fused ``c_attn`` are adapted and k stays frozen (``fused_slices``), as the
     paper and LoRA do. Where the targeted layers have no bias (Llama attention) ``shift=False`` is passed unless
     given, so that the trained adapter merges into the base architecture."""
-    from ..hut import HUTConfig
+    from hut_peft.hut import HUTConfig
 
     roles = options.get("roles") or ["query", "value"]
     explicit = options.get("target_modules") is not None

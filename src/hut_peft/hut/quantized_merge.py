@@ -14,7 +14,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from .hut.layer import HUTLayer, _is_quantised
+from .layer import HUTLayer, _is_quantised
 
 
 def _requantize_like(weight: torch.Tensor, values: torch.Tensor) -> nn.Parameter:

@@ -40,7 +40,7 @@ def save_trainable(model: nn.Module, folder: Union[str, os.PathLike]) -> Path:
     record = getattr(model, RECORD_ATTR, None)
     if record is None:
         raise ValueError(
-            f"save_trainable: this {type(model).__name__} was not built by hut_peft.methods.apply_method, so "
+            f"save_trainable: this {type(model).__name__} was not built by hut_peft.lab.methods.apply_method, so "
             "nothing records which method to re-apply on load. Build it with apply_method(...)."
         )
     folder = Path(folder)

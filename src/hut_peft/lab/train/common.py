@@ -175,7 +175,7 @@ def environment_info() -> dict[str, Any]:
     import torch
     import transformers
 
-    from .. import __version__
+    from hut_peft import __version__
 
     info: dict[str, Any] = {
         "hut_peft": __version__,

@@ -54,7 +54,7 @@ def model_type(model: nn.Module) -> str:
         raise ValueError(
             f"No target-module table for model_type {kind!r} ({type(model).__name__}; known: "
             f"{', '.join(sorted(ROLES))}). Pass the method's target_modules explicitly, or add the architecture "
-            "to hut_peft.methods.arch.ROLES."
+            "to hut_peft.lab.methods.arch.ROLES."
         )
     return kind
 

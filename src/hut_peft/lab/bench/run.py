@@ -23,7 +23,6 @@ import argparse
 import copy
 import os
 import platform
-import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -31,6 +30,8 @@ from typing import Any, Optional
 
 import torch
 from torch import nn
+
+from .timing import MIB, SEED, interleaved_medians, sync
 
 TRAIN_METHODS = ("frozen", "hut", "hut-recompute", "lora", "ia3", "full")
 COMPILE_METHODS = ("hut", "lora")
@@ -40,32 +41,7 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {"hut-recompute": ("hut", {"re
 SECTIONS = ("training", "inference", "mixed", "compile", "qlora", "serving")
 BENCH_MODELS = ("minilm", "roberta-large-slice", "smollm2")
 QUICK_MODELS = ("tiny-bert", "tiny-llama")
-SEED = 0
 N_ADAPTERS = 8
-MIB = 2**20
-
-
-# ------------------------------------------------------------------------------------------------ helpers
-def _sync(device: Optional[torch.device]) -> None:
-    if device is not None and device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _interleaved_medians(fns: dict[str, Callable[[], Any]], reps: int, warmup: int,
-                         device: Optional[torch.device] = None) -> dict[str, float]:
-    """Median seconds per call of each function, run round-robin (warm-up rounds untimed)."""
-    for _ in range(warmup):
-        for fn in fns.values():
-            fn()
-    _sync(device)
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(reps):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            _sync(device)
-            times[name].append(time.perf_counter() - start)
-    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def _loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -78,7 +54,7 @@ def _loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
 
 def _prepare(name: str, base: nn.Module) -> nn.Module:
     """A copy of ``base`` ready to train with ``name`` (HUT and LoRA: r = 8 on q and v), or the frozen floor."""
-    from .methods import apply_method, get_method
+    from ..methods import apply_method, get_method
 
     model = copy.deepcopy(base)
     if name == "frozen":
@@ -138,10 +114,10 @@ def memory_mib(model: nn.Module, batch: dict[str, torch.Tensor], device: torch.d
     if device.type == "cuda":
         step = _step_fn(model, batch)
         step()  # creates AdamW's state, which the peak must include
-        _sync(device)
+        sync(device)
         torch.cuda.reset_peak_memory_stats(device)
         step()
-        _sync(device)
+        sync(device)
         out["total_mib"], out["kind"] = torch.cuda.max_memory_allocated(device) / MIB, "cuda_max_allocated"
     return out
 
@@ -169,8 +145,8 @@ def load_model(name: str, device: torch.device) -> tuple[nn.Module, dict[str, to
     """
     from transformers import AutoModel, BertConfig, BertModel, LlamaConfig, LlamaModel
 
-    from .archs import build_arch
-    from .models import drop_gguf_quantization_marker, resolve_model
+    from ..archs import build_arch
+    from ..models import drop_gguf_quantization_marker, resolve_model
 
     torch.manual_seed(SEED)
     if name == "tiny-bert":
@@ -206,11 +182,11 @@ def _measure_training(base: nn.Module, batch: dict[str, torch.Tensor], label: st
                       reps: int, warmup: int, device: torch.device) -> dict[str, Any]:
     """Step time and memory of each method on copies of ``base``, with ratios to LoRA (and to the floor when
     ``"frozen"`` is among them)."""
-    from .methods import count_parameters
+    from ..methods import count_parameters
 
     models = {m: _prepare(m, base) for m in methods}
     del base  # the caller passes no other reference: on CUDA the peak must not include a spare copy
-    times = _interleaved_medians({m: _step_fn(model, batch) for m, model in models.items()}, reps, warmup, device)
+    times = interleaved_medians({m: _step_fn(model, batch) for m, model in models.items()}, reps, warmup, device)
     memory = {m: memory_mib(model, batch, device) for m, model in models.items()}
     out: dict[str, Any] = {"model": label, "trainable": {m: count_parameters(model)[0] for m, model in models.items()},
                            "step_s": times, "memory": memory}
@@ -237,7 +213,7 @@ def _perturb(model: nn.Module, seed: int) -> None:
 
 def bench_inference(name: str, reps: int, warmup: int, device: torch.device) -> dict[str, Any]:
     """Forward latency (eval, no_grad) of the base, HUT unmerged, and HUT merged into the base weights."""
-    from .methods import apply_method, merge_method
+    from ..methods import apply_method, merge_method
 
     base, batch, label = load_model(name, device)
     base.eval()
@@ -249,7 +225,7 @@ def bench_inference(name: str, reps: int, warmup: int, device: torch.device) -> 
     with torch.no_grad():
         reference = variants["hut_unmerged"](**batch).last_hidden_state
         max_diff = (variants["hut_merged"](**batch).last_hidden_state - reference).abs().max().item()
-        times = _interleaved_medians({k: (lambda m=m: m(**batch)) for k, m in variants.items()}, reps, warmup,
+        times = interleaved_medians({k: (lambda m=m: m(**batch)) for k, m in variants.items()}, reps, warmup,
                                      device)
     return {"model": label, "latency_s": times, "ratio_to_base": {k: v / times["base"] for k, v in times.items()},
             "merged_max_abs_difference": max_diff}
@@ -261,7 +237,7 @@ def bench_mixed(name: str, reps: int, warmup: int, device: torch.device, n_adapt
     row (``adapter_names=[...]``, ``n_adapters`` adapters, equal shares): HUT against peft's LoRA."""
     from peft import LoraConfig, get_peft_model
 
-    from .hut import HUTConfig
+    from hut_peft.hut import HUTConfig
 
     base, batch, label = load_model(name, device)
     ids = batch["input_ids"]
@@ -285,7 +261,7 @@ def bench_mixed(name: str, reps: int, warmup: int, device: torch.device, n_adapt
         fns = {"single": lambda m=model: m(input_ids=ids),
                "mixed": lambda m=model: m(input_ids=ids, adapter_names=names)}
         with torch.no_grad():
-            times = _interleaved_medians(fns, reps, warmup, device)
+            times = interleaved_medians(fns, reps, warmup, device)
         result[method] = {"latency_s": times, "mixed_over_single": times["mixed"] / times["single"]}
     return result
 
@@ -318,9 +294,9 @@ def bench_compile(name: str, reps: int, warmup: int, device: torch.device, backe
         fns[f"{method}_compiled"] = _step_fn(compiled_model, batch, forward=compiled)
         start = time.perf_counter()
         fns[f"{method}_compiled"]()  # the first training step compiles the training graph, forward and backward
-        _sync(device)
+        sync(device)
         result["first_compiled_step_s"][method] = time.perf_counter() - start
-    times = _interleaved_medians(fns, reps, warmup, device)
+    times = interleaved_medians(fns, reps, warmup, device)
     result["step_s"] = times
     result["compiled_over_eager"] = {m: times[f"{m}_compiled"] / times[f"{m}_eager"] for m in COMPILE_METHODS}
     result["ratio_to_lora"] = {k: v / times["lora_" + k.split("_", 1)[1]] for k, v in times.items()}
@@ -398,7 +374,7 @@ def hardware(device: torch.device) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------------- report
 def to_markdown(result: dict[str, Any]) -> str:
     """The result as markdown tables (one per measurement)."""
-    from .bench_serving import to_markdown as serving_markdown
+    from .serving import to_markdown as serving_markdown
 
     hw = result["hardware"]
     lines = [f"Hardware: {hw.get('cpu_model', hw['cpu'])} ({hw['cores']} cores), {hw['threads']} torch threads, "
@@ -481,7 +457,7 @@ def run_bench(models: Optional[list[str]] = None, reps: int = 5, warmup: int = 2
     Raises:
         ValueError: Unknown model name or section, or ``reps`` < 1.
     """
-    from .bench_serving import BULK_ADAPTERS, QUICK_SIZES, SERVING_SIZES, bench_bulk_load, bench_serving
+    from .serving import BULK_ADAPTERS, QUICK_SIZES, SERVING_SIZES, bench_bulk_load, bench_serving
 
     if reps < 1 or warmup < 0:
         raise ValueError(f"--reps must be >= 1 and warm-up >= 0, got reps={reps}, warmup={warmup}.")
@@ -561,7 +537,7 @@ def run(args: argparse.Namespace) -> int:
     """Entry point of `hut-peft bench`."""
     import warnings
 
-    from .atomic import write_json_atomic
+    from ..atomic import write_json_atomic
 
     if args.threads < 1:
         raise ValueError(f"--threads must be >= 1, got {args.threads}.")

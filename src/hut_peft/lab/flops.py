@@ -43,7 +43,7 @@ def adapted_matrices(model: nn.Module) -> list[AdaptedMatrix]:
     """Every adapted d×k matrix of a HUT or LoRA model (a fused HUT layer counts once per adapted block)."""
     from peft.tuners.lora import LoraLayer
 
-    from .hut import HUTLayer
+    from hut_peft.hut import HUTLayer
 
     found: list[AdaptedMatrix] = []
     for module in model.modules():

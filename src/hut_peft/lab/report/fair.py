@@ -15,18 +15,19 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Optional
 
-from .atomic import atomic_write
-from .report import (
+from ..atomic import atomic_write
+from .tables import (
     GLUE_COLUMNS,
     GLUE_NAMES,
     PAPER_TABLE1,
     PAPER_TABLE3,
-    _label,
-    _params,
-    _pm,
-    _table,
     display_name,
+    e2e_score_cells,
+    format_params,
+    format_pm,
     method_colour,
+    row_label,
+    table_of,
 )
 
 # Dev-set majority class (accuracy) or the constant predictor (MCC, Pearson), from the GLUE dev label counts
@@ -63,8 +64,8 @@ def glue_cells(results: list[dict[str, Any]], table: str = "main") -> dict[str, 
     cells: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
     for res in results:
         tags = res["config"].get("tags", {})
-        if res.get("recipe") == "glue" and _table(res) == table and "lr_grid_of" not in tags:
-            cells[_label(res)][res["config"]["task"]] = res
+        if res.get("recipe") == "glue" and table_of(res) == table and "lr_grid_of" not in tags:
+            cells[row_label(res)][res["config"]["task"]] = res
     return dict(cells)
 
 
@@ -199,10 +200,10 @@ def main_table(cells: dict[str, dict[str, dict[str, Any]]]) -> str:
                 continue
             stats = row[task]["summary"]["best"][row[task]["primary_metric"]]
             means.append(stats["mean"])
-            texts.append(_pm(stats) + ("" if stats["n"] > 1 else " (1 seed)"))
+            texts.append(format_pm(stats) + ("" if stats["n"] > 1 else " (1 seed)"))
         avg = f"{100 * statistics.fmean(means):.1f}" if len(means) == len(tasks) else "–"
         params = next(iter(row.values()))["trainable_parameters"]
-        lines.append(f"| {display_name(label)} | {_params(params)} | " + " | ".join(texts) + f" | {avg} |")
+        lines.append(f"| {display_name(label)} | {format_params(params)} | " + " | ".join(texts) + f" | {avg} |")
     lines.append("| majority class | – | " + " | ".join(_score(MAJORITY[t]) for t in tasks) + " | – |")
     lines.append("| clearly above it (+ 2 s.e.) | – | " + " | ".join(_score(MAJORITY[t] + clear_margin(t))
                                                                    for t in tasks) + " | – |")
@@ -219,7 +220,7 @@ def main_table(cells: dict[str, dict[str, dict[str, Any]]]) -> str:
 def grid_scores(results: list[dict[str, Any]]) -> dict[tuple[str, str], dict[float, float]]:
     """(task, label) -> every probed rate's seed-0 score by the sweep's own selection metric, read from the grid
     cells themselves (a grid extended after its cell finished is shown whole). E2E's task is "e2e"."""
-    from .sweep import headline
+    from ..sweep import headline
 
     scores: dict[tuple[str, str], dict[float, float]] = defaultdict(dict)
     for res in results:
@@ -293,7 +294,7 @@ def side_table(results: list[dict[str, Any]], table: str, labels: Optional[list[
             speed = statistics.fmean(r.get("train_tokens_per_s", float("nan")) for r in res["seeds"])
             s = res["settings"]
             lines.append(f"| {label} | {GLUE_NAMES[task]} | {s['epochs']:g} | {s.get('precision', 'fp32')} | "
-                         f"{s['learning_rate']:g} | {_pm(stats)} | {speed:,.0f} | {wall_time(res) / 60:.0f} min |")
+                         f"{s['learning_rate']:g} | {format_pm(stats)} | {speed:,.0f} | {wall_time(res) / 60:.0f} min |")
     return "\n".join(lines) + "\n"
 
 
@@ -315,7 +316,7 @@ def cost_lines(results: list[dict[str, Any]]) -> list[str]:
         seeds = res["seeds"]
         if "lr_selection" in tags:  # its first seed is the grid's run, already counted there
             seeds = [r for r in seeds if r["seed"] != tags["lr_selection"]["seed"]]
-        key = f"{res.get('recipe')}/{_table(res)}"
+        key = f"{res.get('recipe')}/{table_of(res)}"
         spent = sum(r.get("wall_time_s", 0.0) or (r.get("train_time_s", 0.0) + r.get("decode_time_s", 0.0))
                     for r in seeds)
         cell_s[key] += spent
@@ -328,7 +329,7 @@ def cost_lines(results: list[dict[str, Any]]) -> list[str]:
 
 def e2e_cells(results: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """label -> the E2E cell's results (final cells only, as for GLUE)."""
-    return {_label(r): r for r in results
+    return {row_label(r): r for r in results
             if r.get("recipe") == "e2e" and "lr_grid_of" not in r["config"].get("tags", {})}
 
 
@@ -379,8 +380,8 @@ def e2e_table(results: list[dict[str, Any]]) -> str:
     for res in ours:
         s = res["summary"]
         lr = "–" if not res["config"].get("train", True) else f"{res['settings']['learning_rate']:g}"
-        cells = [_pm(s["BLEU"]), _pm(s["NIST"], 1, 2), _pm(s["METEOR"]), _pm(s["ROUGE_L"]), _pm(s["CIDEr"], 1, 2)]
-        lines.append(f"| {display_name(_label(res))} | {_params(res['trainable_parameters'])} | "
+        cells = e2e_score_cells(s)
+        lines.append(f"| {display_name(row_label(res))} | {format_params(res['trainable_parameters'])} | "
                      f"{lr} | {len(res['seeds'])} | " + " | ".join(cells) + " |")
     lines += ["", "The paper (GPT-2 medium, E2E test set; published numbers):", "", "| method | # trainable | "
               + " | ".join(("BLEU", "NIST", "METEOR", "ROUGE-L", "CIDEr")) + " |", "|---|---|---|---|---|---|---|"]

@@ -30,7 +30,7 @@ from typing import Any, Optional
 import torch
 from torch import nn
 
-from .bench import MIB, SEED, _interleaved_medians
+from .timing import MIB, SEED, interleaved_medians
 
 SERVING_SIZES = (1, 8, 64, 256, 1024)
 QUICK_SIZES = (1, 4)
@@ -45,7 +45,7 @@ def load_decoder(name: str, device: torch.device) -> tuple[nn.Module, str]:
     """The embedded decoder (``smollm2``) or a tiny random Llama (``tiny-llama``), with its LM head."""
     from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
-    from .models import drop_gguf_quantization_marker, resolve_model
+    from ..models import drop_gguf_quantization_marker, resolve_model
 
     torch.manual_seed(SEED)
     if name == "tiny-llama":
@@ -65,7 +65,7 @@ def _configs(group_size: int) -> dict[str, Callable[[], Any]]:
     """HUT and LoRA at r = 8 on q and v (the paper's setting), and RoAd where the installed peft has it."""
     import peft
 
-    from .hut import HUTConfig
+    from hut_peft.hut import HUTConfig
 
     targets = ["q_proj", "v_proj"]
     configs: dict[str, Callable[[], Any]] = {
@@ -146,8 +146,8 @@ def bench_serving(model_name: str, sizes: tuple[int, ...], reps: int, warmup: in
     memory. See the module docstring."""
     from peft import PeftModel, get_peft_model
 
-    from .hut import load_adapters
-    from .hut.bank import model_bank_nbytes
+    from hut_peft.hut import load_adapters
+    from hut_peft.hut.bank import model_bank_nbytes
 
     base, label = load_decoder(model_name, device)
     configs = _configs(group_size)
@@ -209,8 +209,8 @@ def bench_serving(model_name: str, sizes: tuple[int, ...], reps: int, warmup: in
                 generate[f"{method}/single"] = lambda m=model, kw=kw: m.generate(**kw)
                 generate[f"{method}/mixed"] = lambda m=model, kw=kw, r=rows: m.generate(adapter_names=r, **kw)
             with torch.no_grad():
-                row["forward_s"] = _interleaved_medians(forward, reps, warmup, device)
-                row["generate_s"] = _interleaved_medians(generate, reps, warmup, device)
+                row["forward_s"] = interleaved_medians(forward, reps, warmup, device)
+                row["generate_s"] = interleaved_medians(generate, reps, warmup, device)
             for key in ("forward", "generate"):
                 times = row[f"{key}_s"]
                 row[f"{key}_ratio"] = {m: times[f"{m}/mixed"] / times[f"{m}/single"] for m in models}
@@ -230,8 +230,9 @@ def bench_bulk_load(n: int, device: torch.device, quick: bool = False) -> dict[s
     from peft import PeftModel
     from transformers import AutoModel, BertConfig, BertModel
 
-    from .hut import HUTConfig, load_adapters
-    from .models import resolve_model
+    from hut_peft.hut import HUTConfig, load_adapters
+
+    from ..models import resolve_model
 
     torch.manual_seed(SEED)
     if quick:

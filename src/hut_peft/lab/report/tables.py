@@ -1,12 +1,12 @@
-"""`hut-peft report`: results.json files → markdown tables in the paper's layout, and its Figure 3.
+"""The report's building blocks: results.json files → markdown tables in the paper's layout, and its Figure 3.
 
 Our numbers and the paper's stand side by side, each labelled; the paper's are copied from its Tables 1–3
-(RoBERTa-large and GPT-2 medium), ours come from whatever model the runs used (recorded per table).
+(RoBERTa-large and GPT-2 medium), ours come from whatever model the runs used (recorded per table). Shared by
+the fair-comparison sections (fair.py) and the page builder (build.py), which import this module, never the reverse.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 from collections import defaultdict
@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Optional
 
-from .atomic import atomic_write, write_text_atomic
+from ..atomic import atomic_write
 
 GLUE_COLUMNS = ("sst2", "mrpc", "cola", "qnli", "rte", "stsb")
 GLUE_NAMES = {"sst2": "SST-2", "mrpc": "MRPC", "cola": "CoLA", "qnli": "QNLI", "rte": "RTE", "stsb": "STS-B",
@@ -65,15 +65,15 @@ def collect(roots: Iterable[str | Path]) -> list[dict[str, Any]]:
     return found
 
 
-def _label(result: dict[str, Any]) -> str:
+def row_label(result: dict[str, Any]) -> str:
     return result["config"].get("tags", {}).get("label") or result["config"]["method"]
 
 
-def _table(result: dict[str, Any]) -> str:
+def table_of(result: dict[str, Any]) -> str:
     return result["config"].get("tags", {}).get("table", "main")
 
 
-def _params(n: Optional[int]) -> str:
+def format_params(n: Optional[int]) -> str:
     if n is None:
         return "–"
     if n == 0:  # a zero-shot row trains nothing: "0", not "0.000M", which reads as rounded away
@@ -81,7 +81,7 @@ def _params(n: Optional[int]) -> str:
     return f"{n / 1e6:.3f}M" if n < 1e8 else f"{n / 1e6:.1f}M"
 
 
-def _pm(stats: dict[str, float], scale: float = 100.0, digits: int = 1) -> str:
+def format_pm(stats: dict[str, float], scale: float = 100.0, digits: int = 1) -> str:
     if not stats or stats.get("n", 0) == 0 or math.isnan(stats["mean"]):
         return "–"
     text = f"{stats['mean'] * scale:.{digits}f}"
@@ -94,10 +94,10 @@ def glue_rows(results: list[dict[str, Any]], table: str) -> dict[str, dict[str, 
     """label -> {task: stats of the headline metric (best epoch), 'params': trainable, 'model': name}."""
     rows: dict[str, dict[str, Any]] = defaultdict(dict)
     for res in results:
-        if res.get("recipe") != "glue" or _table(res) != table or "lr_grid_of" in res["config"].get("tags", {}):
+        if res.get("recipe") != "glue" or table_of(res) != table or "lr_grid_of" in res["config"].get("tags", {}):
             continue
         cfg, key = res["config"], res["primary_metric"]
-        row = rows[_label(res)]
+        row = rows[row_label(res)]
         row[cfg["task"]] = res["summary"]["best"].get(key)
         row["params"] = res["trainable_parameters"]
         row["model"] = cfg.get("model") or "minilm"
@@ -114,10 +114,10 @@ def glue_markdown(results: list[dict[str, Any]], table: str = "main", title: str
     lines = [f"### {title}: ours ({', '.join(sorted({r['model'] for r in rows.values()}))}; dev set, "
              "best epoch, mean ± std over seeds, × 100)", "", head, "|" + "---|" * (len(tasks) + 3)]
     for label, row in rows.items():
-        cells = [_pm(row.get(t, {})) for t in tasks]
+        cells = [format_pm(row.get(t, {})) for t in tasks]
         means = [row[t]["mean"] for t in tasks if row.get(t) and row[t].get("n")]
         avg = f"{100 * sum(means) / len(means):.1f}" if len(means) == len(tasks) else "–"
-        lines.append(f"| {label} | {_params(row['params'])} | " + " | ".join(cells) + f" | {avg} |")
+        lines.append(f"| {label} | {format_params(row['params'])} | " + " | ".join(cells) + f" | {avg} |")
     if table == "main":
         lines += ["", f"### {title}: the paper (RoBERTa-large; published numbers, mean of 5 seeds)", "",
                   head, "|" + "---|" * (len(tasks) + 3)]
@@ -127,6 +127,13 @@ def glue_markdown(results: list[dict[str, Any]], table: str = "main", title: str
             avg = sum(shown) / len(shown)  # over the columns shown, to compare with ours
             lines.append(f"| {label} | {params} | " + " | ".join(cells) + f" | {avg:.1f} |")
     return "\n".join(lines) + "\n"
+
+
+def e2e_score_cells(summary: dict[str, Any]) -> list[str]:
+    """The five E2E metrics of a run's summary as table cells: BLEU, METEOR, ROUGE-L × 100; NIST, CIDEr as they are."""
+    return [format_pm(summary.get("BLEU", {})), format_pm(summary.get("NIST", {}), 1, 2),
+            format_pm(summary.get("METEOR", {})), format_pm(summary.get("ROUGE_L", {})),
+            format_pm(summary.get("CIDEr", {}), 1, 2)]
 
 
 def e2e_markdown(results: list[dict[str, Any]]) -> str:
@@ -140,9 +147,8 @@ def e2e_markdown(results: list[dict[str, Any]]) -> str:
     for res in ours:
         s = res["summary"]
         mrs = res["seeds"][0]["eval_mrs"]
-        cells = [_pm(s.get("BLEU", {})), _pm(s.get("NIST", {}), 1, 2), _pm(s.get("METEOR", {})),
-                 _pm(s.get("ROUGE_L", {})), _pm(s.get("CIDEr", {}), 1, 2)]
-        lines.append(f"| {_label(res)} ({mrs} MRs) | {_params(res['trainable_parameters'])} | " + " | ".join(cells) + " |")
+        lines.append(f"| {row_label(res)} ({mrs} MRs) | {format_params(res['trainable_parameters'])} | "
+                     + " | ".join(e2e_score_cells(s)) + " |")
     lines += ["", "### Table 3: the paper (GPT-2 medium, E2E test set; published numbers)", "", head, rule]
     for label, (params, vals) in PAPER_TABLE3.items():
         bleu, nist, meteor, rouge, cider = vals
@@ -156,8 +162,8 @@ def ablation_markdown(results: list[dict[str, Any]], table: str, title: str) -> 
 
 def measured_gflops(methods: Iterable[str], arch: str = "minilm-l6", seq_len: int = 128) -> dict[str, float]:
     """Training-step GFLOPs that flop_counter measures for each registry method on ``arch`` (meta device)."""
-    from .flops import flops_table
-    from .methods import METHODS
+    from ..flops import flops_table
+    from ..methods import METHODS
 
     names = [m for m in methods if m in METHODS]
     rows = flops_table(arch, names, 1, seq_len, preset="")
@@ -233,65 +239,3 @@ def figure(results: list[dict[str, Any]], path: Path, gflops: dict[str, float]) 
     finally:
         plt.close(fig)
     return path
-
-
-def _paper_layout_tables(results: list[dict[str, Any]]) -> list[str]:
-    return [glue_markdown(results, table="embedding-head", title="Table 1 with the embedding head"),
-            ablation_markdown(results, "targets", "Table 4 (where to apply HUT)"),
-            ablation_markdown(results, "rank", "Table 5 (rank r)"), e2e_markdown(results)]
-
-
-def build_report(roots: list[str], output: Path, gflops: Optional[dict[str, float]] = None,
-                 preamble: str = "", appendix: Optional[list[str]] = None, setup: str = "") -> str:
-    """Write the markdown report (and its figures beside it); return the markdown.
-
-    ``roots`` hold the runs the page is about; with learning-rate grids (the fair sweeps) their findings lead the
-    page, right after ``preamble``; ``setup`` (the protocol) follows the findings and tables. ``appendix``
-    folders (earlier, smaller runs) are rendered after them in the paper's layout, labelled.
-    """
-    from .fair_report import fair_sections
-
-    results = collect(roots)
-    if not results:
-        raise FileNotFoundError(f"report: no results.json under {', '.join(roots)}; run `hut-peft sweep` first.")
-    fig_path = output.with_suffix(".png")
-    figure(results, fig_path, gflops or {})
-    fair = fair_sections(results, output.with_name(output.stem + "-curves.png"))
-    parts = [preamble.strip() + "\n" if preamble else "", fair]
-    if setup:
-        parts.append(setup.strip() + "\n")
-    if fair:
-        parts.append(f"### Average score against GFLOPs (the paper's Figure 3)\n\n![Average score against GFLOPs]"
-                     f"({fig_path.name})\n")
-    else:
-        parts += [glue_markdown(results), f"\n![Average score against GFLOPs]({fig_path.name})\n",
-                  *_paper_layout_tables(results)]
-    extra = collect(appendix or [])
-    if extra:
-        parts += ["## Appendix: earlier small-budget runs (not comparable with the tables above)\n\n"
-                  "Seeded subsets of a few hundred examples, one seed, each method at its untuned default rate "
-                  "(docs/results/small-budget-settings.md has their settings). Kept for the ablations, which were not rerun.\n",
-                  glue_markdown(extra, title="A1 (Table 1 layout, [CLS] head)"), *_paper_layout_tables(extra)]
-    sources = "\n".join(f"- `{r['_path']}`" for r in results + extra if "lr_grid_of" not in r["config"].get("tags", {}))
-    text = "\n".join(p for p in parts if p) + f"\n### Result files\n\n{sources}\n"
-    write_text_atomic(output, text)
-    return text
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("runs", nargs="+", help="Folders searched for results.json (e.g. docs/results/glue-fair).")
-    parser.add_argument("--output", default="docs/RESULTS.md", help="Markdown file; the figures go beside it.")
-    parser.add_argument("--preamble", help="A markdown file put at the top (setup, budget, deviations).")
-    parser.add_argument("--appendix", nargs="*", default=[], help="Folders of earlier runs, shown in an appendix.")
-    parser.add_argument("--setup", help="A markdown file put after the findings and tables (protocol, deviations).")
-
-
-def run(args: argparse.Namespace) -> int:
-    """Entry point of `hut-peft report`."""
-    preamble = Path(args.preamble).read_text() if args.preamble else ""
-    labels = {_label(r) for r in collect(args.runs) if r.get("recipe") == "glue" and _table(r) == "main"}
-    setup = Path(args.setup).read_text() if args.setup else ""
-    build_report(args.runs, Path(args.output), gflops=measured_gflops(labels), preamble=preamble,
-                 appendix=args.appendix, setup=setup)
-    print(f"wrote {args.output} and {Path(args.output).with_suffix('.png')}")
-    return 0
