@@ -18,7 +18,8 @@ def test_glue_cli_end_to_end_and_resume(tiny_glue_setup, tmp_path):
     model, data = tiny_glue_setup
     out = tmp_path / "run"
     args = ["glue", "--task", "rte", "--method", "hut", "--model", str(model), "--data-dir", str(data),
-            "--output-dir", str(out), "--epochs", "2", "--batch-size", "8", "--seeds", "0,1", "--logging-steps", "2"]
+            "--output-dir", str(out), "--epochs", "2", "--batch-size", "8", "--seeds", "0,1", "--logging-steps", "2",
+            "--save-adapter"]
     proc = _cli(args)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "headline (accuracy, best epoch)" in proc.stdout
@@ -29,6 +30,9 @@ def test_glue_cli_end_to_end_and_resume(tiny_glue_setup, tmp_path):
     assert set(results["summary"]["best"]["accuracy"]) == {"mean", "std", "n"}
     assert len(results["seeds"][0]["per_epoch"]) == 2
     assert "torch" in results["environment"]
+    saved = json.loads((out / "seed-1" / "adapter" / "method.json").read_text())  # --save-adapter: what trained
+    assert saved["method"] == "hut" and saved["trainable"] == results["trainable_parameters"]
+    assert (out / "seed-1" / "adapter" / "trainable.safetensors").is_file()
     # resume: finished seeds are not trained again
     mtime = (out / "seed-0" / "metrics.json").stat().st_mtime
     proc = _cli(args + ["--resume"])
@@ -36,17 +40,20 @@ def test_glue_cli_end_to_end_and_resume(tiny_glue_setup, tmp_path):
     assert (out / "seed-0" / "metrics.json").stat().st_mtime == mtime
 
 
-def test_glue_cli_errors_are_clear(tiny_glue_setup, tmp_path):
+def test_glue_cli_errors_are_clear(tiny_glue_setup, tmp_path, capsys):
+    """Bad input fails before any training, with one line naming the problem (in-process: no start-up to pay)."""
+    from hut_peft.cli import main
+
     model, data = tiny_glue_setup
-    proc = _cli(["glue", "--task", "nope", "--model", str(model), "--data-dir", str(data)])
-    assert proc.returncode != 0 and "not a GLUE task" in proc.stderr
-    proc = _cli(["glue", "--task", "cola", "--model", str(model), "--data-dir", str(data),
-                 "--output-dir", str(tmp_path / "x")])
-    assert proc.returncode != 0 and "CoLA" in proc.stderr
+    assert main(["glue", "--task", "nope", "--model", str(model), "--data-dir", str(data)]) != 0
+    assert "not a GLUE task" in capsys.readouterr().err
+    assert main(["glue", "--task", "cola", "--model", str(model), "--data-dir", str(data),
+                 "--output-dir", str(tmp_path / "x")]) != 0
+    assert "CoLA" in capsys.readouterr().err
     assert not (tmp_path / "x" / "results.json").exists()
-    proc = _cli(["glue", "--task", "rte", "--method", "bitfit", "--preset", "paper", "--model", str(model),
-                 "--data-dir", str(data)])
-    assert proc.returncode != 0 and "Table 6" in proc.stderr
+    assert main(["glue", "--task", "rte", "--method", "bitfit", "--preset", "paper", "--model", str(model),
+                 "--data-dir", str(data)]) != 0
+    assert "Table 6" in capsys.readouterr().err
 
 
 def test_torchrun_two_cpu_processes_match_single_process(tiny_glue_setup, tmp_path):
@@ -73,7 +80,7 @@ def test_precision_resolution_and_errors(monkeypatch):
     import pytest
     import torch
 
-    from hut_peft.train import common
+    from hut_peft.lab.train import common
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(common, "native_bf16", lambda: True)
@@ -91,7 +98,7 @@ def test_head_optimizer_gives_the_head_its_own_rate():
     import pytest
     from torch import nn
 
-    from hut_peft.train.glue import head_optimizer
+    from hut_peft.lab.train.glue import head_optimizer
 
     model = nn.ModuleDict({"encoder": nn.Linear(4, 4), "classifier": nn.Linear(4, 2)})
     opt = head_optimizer(model, 1e-4, 1e-3, 0.0)

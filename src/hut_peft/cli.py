@@ -29,6 +29,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
               "Step time, memory, latency and mixed-batch throughput: HUT vs LoRA vs frozen."),
     "report": ("hut_peft.lab.report.build", EXPERIMENTS,
                "Collect results.json files into markdown tables and the paper's Figure 3."),
+    "weights": ("hut_peft.lab.weights", EXPERIMENTS,
+                "Correlation of W0 and the merged W_new, relative change and rank of the update, from saved adapters."),
     "e2e": ("hut_peft.lab.train.e2e", EXPERIMENTS, "Train a causal LM on E2E NLG, decode, and score it (the paper's Table 3)."),
 }
 

@@ -79,6 +79,10 @@ class GlueRecipe:
     eval_every_epoch: bool = field(default=True, metadata={"help": "Evaluate after each epoch (best epoch too)."})
     save_checkpoints: bool = field(default=True, metadata={"help": "Save a checkpoint each epoch (for --resume)."})
     resume: bool = field(default=False, metadata={"help": "Skip finished seeds, continue from checkpoints."})
+    save_adapter: bool = field(
+        default=False, metadata={"help": "Save what the method trained (final weights; method.json + "
+                                         "trainable.safetensors) to seed-N/adapter/, for `hut-peft weights`."}
+    )
     logging_steps: int = field(default=50, metadata={"help": "Log the loss every N steps."})
     tags: dict = field(default_factory=dict, metadata={"help": "Labels kept in results.json (the sweep sets them)."})
 
@@ -168,22 +172,14 @@ def head_optimizer(model, learning_rate: float, head_learning_rate: float, weigh
 def run_seed(recipe: GlueRecipe, seed: int, settings: dict[str, Any], seed_dir: Path) -> dict[str, Any]:
     """Train and evaluate one seed; return its metrics record."""
     import numpy as np
-    from transformers import (
-        AutoModel,
-        AutoModelForSequenceClassification,
-        AutoTokenizer,
-        DataCollatorWithPadding,
-        Trainer,
-        set_seed,
-    )
+    from transformers import AutoTokenizer, DataCollatorWithPadding, Trainer, set_seed
 
-    from ..data.glue import GLUE_TASKS, load_glue
-    from ..heads import EmbeddingClassifier, PairCollator
+    from ..data.glue import load_glue
+    from ..heads import PairCollator
     from ..methods import apply_method, count_parameters
     from ..metrics.glue import compute_glue_metrics, preds_from_logits
     from ..models import DEFAULT_ENCODER, resolve_model
 
-    spec = GLUE_TASKS[recipe.task]
     set_seed(seed)
     source = resolve_model(recipe.model, default=DEFAULT_ENCODER)
     tokenizer = AutoTokenizer.from_pretrained(source.path, **source.kwargs())
@@ -193,17 +189,8 @@ def run_seed(recipe: GlueRecipe, seed: int, settings: dict[str, Any], seed_dir: 
     train = _tokenize(train, tokenizer, recipe.task, settings["max_length"], head)
     dev = _tokenize(dev, tokenizer, recipe.task, settings["max_length"], head)
 
-    if head == "cls":
-        model = AutoModelForSequenceClassification.from_pretrained(
-            source.path, num_labels=spec.num_labels,
-            problem_type="regression" if spec.num_labels == 1 else "single_label_classification",
-            **source.kwargs(),
-        )
-        collator = DataCollatorWithPadding(tokenizer)
-    else:
-        model = EmbeddingClassifier(AutoModel.from_pretrained(source.path, **source.kwargs()),
-                                    spec.num_labels, pair=spec.sentence2_key is not None)
-        collator = PairCollator(tokenizer)
+    model = base_model(source, recipe.task, head)
+    collator = DataCollatorWithPadding(tokenizer) if head == "cls" else PairCollator(tokenizer)
     if model.config.pad_token_id is None and tokenizer.pad_token_id is not None:
         model.config.pad_token_id = tokenizer.pad_token_id
     model = apply_method(recipe.method, model, task_type="SEQ_CLS", preset=recipe.method_preset,
@@ -249,6 +236,10 @@ def run_seed(recipe: GlueRecipe, seed: int, settings: dict[str, Any], seed_dir: 
     ]
     final = trainer.evaluate()
     elapsed = time.perf_counter() - start
+    if recipe.save_adapter and trainer.is_world_process_zero():
+        from ..methods.checkpoint import save_trainable
+
+        save_trainable(model, seed_dir / "adapter")
     final_metrics = {k.removeprefix("eval_"): v for k, v in final.items() if not k.endswith(("runtime", "per_second"))}
     return {
         "seed": seed,
@@ -262,6 +253,28 @@ def run_seed(recipe: GlueRecipe, seed: int, settings: dict[str, Any], seed_dir: 
         "wall_time_s": elapsed,
         "_is_main": trainer.is_world_process_zero(),
     }
+
+
+def base_model(source: Any, task: str, head: str) -> Any:
+    """The recipe's model before a method is applied: the encoder under the [CLS] head or the embedding head.
+
+    ``source`` is a resolved model (``models.resolve_model``). Also used by `hut-peft weights`, which rebuilds the
+    base of a saved adapter to compare its merged weights with the untouched ones.
+    """
+    from transformers import AutoModel, AutoModelForSequenceClassification
+
+    from ..data.glue import GLUE_TASKS
+    from ..heads import EmbeddingClassifier
+
+    spec = GLUE_TASKS[task]
+    if head == "cls":
+        return AutoModelForSequenceClassification.from_pretrained(
+            source.path, num_labels=spec.num_labels,
+            problem_type="regression" if spec.num_labels == 1 else "single_label_classification",
+            **source.kwargs(),
+        )
+    return EmbeddingClassifier(AutoModel.from_pretrained(source.path, **source.kwargs()), spec.num_labels,
+                               pair=spec.sentence2_key is not None)
 
 
 def best_epoch(record: dict[str, Any], key: str) -> dict[str, Any]:
