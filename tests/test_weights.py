@@ -69,3 +69,26 @@ def test_weights_cli_without_adapters_says_how_to_get_them(tmp_path, capsys) -> 
 
     assert main(["weights", str(tmp_path)]) == 2
     assert "run the GLUE recipe with --save-adapter first" in capsys.readouterr().err
+
+
+def _run(task: str, label: str, pearson: float, score: float) -> dict:
+    summary = {"pearson": pearson, "pearson_min": pearson - 0.001, "rel_change": 1 - pearson, "rank_median": 384,
+               "rank_min": 380, "rank_max": 384, "rank_90_median": 200, "matrices": 12, "full_rank": 384}
+    return {"task": task, "label": label, "seed": 0, "learning_rate": 1e-3, "score": score, "metric": "accuracy",
+            "adapter": "x", "summary": summary, "matrices": {}}
+
+
+def test_weights_section_orders_methods_and_draws_the_figure(tmp_path) -> None:
+    from hut_peft.lab.report.weights import weights_section
+
+    data = {"energy": 0.9, "adapted": ["query.weight", "value.weight"],
+            "runs": [_run("mrpc", "hut", 0.9999, 0.70), _run("mrpc", "full", 0.99, 0.75), _run("mrpc", "lora", 0.999, 0.72)]}
+    (tmp_path / "weights.json").write_text(json.dumps(data))
+    text = weights_section(tmp_path / "weights.json", tmp_path / "RESULTS-weights.png")
+    rows = [line for line in text.splitlines() if line.startswith("| MRPC")]
+    assert [r.split(" | ")[1] for r in rows] == ["Full FT", "LoRA", "HUT"]  # full, LoRA, HiRA, HUT order
+    assert "| 0.9999 (0.9989) | 0.0001 | 384 (380–384) of 384 | 200 |" in rows[2]
+    assert ("- MRPC: by correlation with W0, HUT (0.9999) > LoRA (0.9990) > Full FT (0.9900); "
+            "by score, Full FT (75.0) > LoRA (72.0) > HUT (70.0).") in text
+    assert (tmp_path / "RESULTS-weights.png").stat().st_size > 10_000
+    assert weights_section(tmp_path / "missing.json", tmp_path / "x.png") == ""

@@ -13,6 +13,7 @@ from typing import Any, Optional
 from ..atomic import write_text_atomic
 from .fair import fair_sections
 from .tables import ablation_markdown, collect, e2e_markdown, figure, glue_markdown, measured_gflops, row_label, table_of
+from .weights import weights_section
 
 
 def _paper_layout_tables(results: list[dict[str, Any]]) -> list[str]:
@@ -35,7 +36,9 @@ def build_report(roots: list[str], output: Path, gflops: Optional[dict[str, floa
     fig_path = output.with_suffix(".png")
     figure(results, fig_path, gflops or {})
     fair = fair_sections(results, output.with_name(output.stem + "-curves.png"))
-    parts = [preamble.strip() + "\n" if preamble else "", fair]
+    weights = "".join(weights_section(Path(root) / "weights.json", output.with_name(output.stem + "-weights.png"))
+                      for root in roots)
+    parts = [preamble.strip() + "\n" if preamble else "", fair, weights]
     if setup:
         parts.append(setup.strip() + "\n")
     if fair:

@@ -45,8 +45,8 @@ def clear_margin(task: str) -> float:
 
 # Issue 11's bar for full, LoRA, (IA)³ and HUT (best epoch, mean over seeds).
 TARGETS = {"sst2": 0.80, "mrpc": 0.72, "rte": 0.56, "cola": 0.15, "stsb": 0.60}
-METHOD_ORDER = ("zero-shot", "full", "bitfit", "hadamard_adapter", "ia3", "lora", "hut")  # E2E's floor first
-COMPARISONS = (("hut", "lora"), ("hut", "ia3"))
+METHOD_ORDER = ("zero-shot", "full", "bitfit", "hadamard_adapter", "ia3", "lora", "hira", "hut")  # E2E's floor first
+COMPARISONS = (("hut", "lora"), ("hut", "ia3"), ("hut", "hira"))
 ALPHA = 0.05
 
 
@@ -158,7 +158,8 @@ def verdict_lines(cells: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
 
 # Side tables, each variant against main-table cells of the same task: (table, heading, main labels to pair with).
 SIDE_FINDINGS = (("precision", "in fp32 instead of bf16", ("hut",)),
-                 ("paper-epochs", "with the paper's longer schedule", ("hut", "lora")))
+                 ("paper-epochs", "with the paper's longer schedule", ("hut", "lora")),
+                 ("hira-rank", "at a higher rank than the main table's HiRA", ("hira",)))
 
 
 def side_lines(results: list[dict[str, Any]]) -> list[str]:
@@ -284,8 +285,8 @@ def side_table(results: list[dict[str, Any]], table: str, labels: Optional[list[
     if not side:
         return ""
     main = glue_cells(results)
-    lines = ["| variant | task | epochs | precision | lr | score (mean ± std) | tokens/s | wall time |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| variant | task | epochs | precision | rank | lr | trainable | score (mean ± std) | tokens/s | wall time |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for label, row in list(side.items()) + [(lab, main[lab]) for lab in (labels or []) if lab in main]:
         for task, res in row.items():
             if task not in {t for r in side.values() for t in r}:
@@ -293,8 +294,10 @@ def side_table(results: list[dict[str, Any]], table: str, labels: Optional[list[
             stats = res["summary"]["best"][res["primary_metric"]]
             speed = statistics.fmean(r.get("train_tokens_per_s", float("nan")) for r in res["seeds"])
             s = res["settings"]
-            lines.append(f"| {label} | {GLUE_NAMES[task]} | {s['epochs']:g} | {s.get('precision', 'fp32')} | "
-                         f"{s['learning_rate']:g} | {format_pm(stats)} | {speed:,.0f} | {wall_time(res) / 60:.0f} min |")
+            rank = s.get("method_options", {}).get("r", "–")
+            lines.append(f"| {label} | {GLUE_NAMES[task]} | {s['epochs']:g} | {s.get('precision', 'fp32')} | {rank} | "
+                         f"{s['learning_rate']:g} | {format_params(res['trainable_parameters'])} | {format_pm(stats)} | "
+                         f"{speed:,.0f} | {wall_time(res) / 60:.0f} min |")
     return "\n".join(lines) + "\n"
 
 
@@ -311,6 +314,7 @@ def cost_lines(results: list[dict[str, Any]]) -> list[str]:
     """
     cell_s: dict[str, float] = defaultdict(float)
     elapsed_s: dict[str, float] = defaultdict(float)
+    by_label: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     for res in results:
         tags = res["config"].get("tags", {})
         seeds = res["seeds"]
@@ -321,10 +325,16 @@ def cost_lines(results: list[dict[str, Any]]) -> list[str]:
                     for r in seeds)
         cell_s[key] += spent
         elapsed_s[key] += spent / tags.get("sweep_workers", 1)
-    return [f"- `{k}`: {v / 3600:.2f} h of cell time" + (f", about {elapsed_s[k] / 3600:.2f} h elapsed (cells run by "
-                                                           "parallel sweep workers counted once per worker)"
-                                                           if elapsed_s[k] < v - 1 else "")
-            for k, v in sorted(cell_s.items())]
+        by_label[key][tags.get("lr_grid_of") or row_label(res)] += spent
+    lines = []
+    for k, v in sorted(cell_s.items()):
+        lines.append(f"- `{k}`: {v / 3600:.2f} h of cell time" + (
+            f", about {elapsed_s[k] / 3600:.2f} h elapsed (cells run by parallel sweep workers counted once per "
+            "worker)" if elapsed_s[k] < v - 1 else ""))
+        if len(by_label[k]) > 1:
+            lines.append("  (" + ", ".join(f"{display_name(label)} {t / 3600:.2f} h"
+                                           for label, t in sorted(by_label[k].items(), key=lambda kv: -kv[1])) + ")")
+    return lines
 
 
 def e2e_cells(results: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -476,6 +486,9 @@ def fair_sections(results: list[dict[str, Any]], curves_path: Path) -> str:
         longer = side_table(results, "paper-epochs", labels=["hut", "lora"])
         if longer:
             parts += ["### What the paper's longer HUT schedule alone is worth", "", longer]
+        hira_rank = side_table(results, "hira-rank", labels=["hira"])
+        if hira_rank:
+            parts += ["### Does HiRA's rank matter? (HUT's does not: docs/method.md)", "", hira_rank]
     if e2e_rows:
         parts += ["## E2E NLG (SmolLM2-135M, the same training pairs and dev MRs for every method)", "",
                   e2e_table(results)]

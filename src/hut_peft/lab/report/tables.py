@@ -173,12 +173,13 @@ def measured_gflops(methods: Iterable[str], arch: str = "minilm-l6", seq_len: in
 # One colour per method on every figure (tab10's order), so a method reads the same in each panel and plot.
 METHOD_COLOURS = {name: f"C{i}" for i, name in enumerate(
     ("hut", "lora", "full", "ia3", "bitfit", "hadamard_adapter", "padapter", "hadapter", "vera", "fourierft"))}
+METHOD_COLOURS["hira"] = "saddlebrown"  # tab10 has ten colours, all taken above
 
 
 # How a method is named on the page and in figure legends (the registry's keys are for the command line).
 METHOD_NAMES = {"full": "Full FT", "bitfit": "BitFit", "hadamard_adapter": "Hadamard adapter", "ia3": "(IA)³",
                 "lora": "LoRA", "hut": "HUT", "padapter": "PAdapter", "hadapter": "HAdapter", "ladapter": "LAdapter",
-                "vera": "VeRA", "fourierft": "FourierFT"}
+                "vera": "VeRA", "fourierft": "FourierFT", "hira": "HiRA"}
 
 
 def display_name(label: str) -> str:
