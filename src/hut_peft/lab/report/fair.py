@@ -15,7 +15,6 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Optional
 
-from ..atomic import atomic_write
 from .tables import (
     GLUE_COLUMNS,
     GLUE_NAMES,
@@ -27,6 +26,7 @@ from .tables import (
     format_pm,
     method_colour,
     row_label,
+    save_figure,
     table_of,
 )
 
@@ -454,11 +454,7 @@ def curves_figure(cells: dict[str, dict[str, dict[str, Any]]], path: Path,
     # below the panels, as many columns as fit their width; "tight" grows the canvas to hold it, so nothing is cut
     fig.legend(legend.values(), legend.keys(), loc="upper center", bbox_to_anchor=(0.5, 0.0), frameon=False,
                ncol=min(len(legend), 2 * len(tasks)))
-    try:
-        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png", bbox_inches="tight"))
-    finally:
-        plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
 
 
 def fair_sections(results: list[dict[str, Any]], curves_path: Path) -> str:

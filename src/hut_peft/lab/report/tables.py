@@ -235,8 +235,15 @@ def figure(results: list[dict[str, Any]], path: Path, gflops: dict[str, float]) 
     right.set(title=f"Ours ({model}; {', '.join(GLUE_NAMES[t] for t in tasks)})",
               xlabel="train-step GFLOPs, measured (flop_counter; MiniLM-L6, 128 tokens)", ylabel="average score")
     fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def save_figure(fig: Any, path: Path, dpi: int = 120) -> Path:
+    """Write ``fig`` as a PNG atomically (a temp file, then a rename: never half a picture), then close it."""
+    import matplotlib.pyplot as plt
+
     try:
-        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png", bbox_inches="tight"))
+        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=dpi, format="png", bbox_inches="tight"))
     finally:
         plt.close(fig)
     return path

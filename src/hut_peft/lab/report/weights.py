@@ -10,8 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..atomic import atomic_write
-from .tables import GLUE_NAMES, display_name, method_colour
+from .tables import GLUE_NAMES, display_name, method_colour, save_figure
 
 ORDER = ("full", "lora", "hira", "hut")
 
@@ -86,11 +85,7 @@ def weights_figure(data: dict[str, Any], path: Path) -> Path:
     for ax in (left, right):
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    try:
-        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png", bbox_inches="tight"))
-    finally:
-        plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def weights_section(weights_json: Path, figure_path: Path) -> str:
