@@ -92,7 +92,7 @@ def test_bench_quick_runs_end_to_end(tmp_path, capsys):
     serving = result["serving"]
     assert [row["k"] for row in serving["rows"]] == [1, 4] and {"hut", "lora"} <= set(serving["methods"])
     for row in serving["rows"]:
-        assert set(row["forward_ratio"]) == set(row["generate_ratio"]) == set(serving["methods"])
+        assert set(row["forward_ratio"]) == set(row["generate_ratio"]) == set(row["disabled_ratio"]) == set(serving["methods"])
         assert row["memory_mib"]["hut_bank"] > 0 and row["hut_load_s"] > 0
     # the bank holds the base and every loaded adapter: K + 1 slots of (d + 2k) floats per adapted layer
     assert serving["rows"][1]["memory_mib"]["hut_bank"] == pytest.approx(5 / 2 * serving["rows"][0]["memory_mib"]["hut_bank"])

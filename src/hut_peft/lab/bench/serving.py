@@ -7,6 +7,9 @@ Method:
   same batch with the first adapter active and no ``adapter_names``; "mixed" passes one name per row.
 - A forward (``logits_to_keep=1``, as a prefill) and a greedy ``generate`` of ``NEW_TOKENS`` tokens, under
   ``no_grad``; medians of interleaved repetitions (every method and mode once per round), ratios from one run.
+- "disabled": the same forward inside ``with model.disable_adapter():`` (peft's way to reach the base model, as a
+  DPO reference pass does), the context's entry and exit counted; its ratio to "single" is what disabling costs
+  with K adapters loaded.
 - HUT's adapters are real saved adapters (perturbed, one ``save_pretrained`` each), loaded with
   ``load_adapters``; the table gives the time to have K loaded. LoRA's and RoAd's K adapters are copies of a
   random one with fresh noise (peft's ``load_adapter`` costs more per adapter as adapters accumulate: loading
@@ -24,6 +27,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any, Optional
 
@@ -140,6 +144,13 @@ def _peft_load_one_more(model: Any, path: Path) -> float:
     return seconds
 
 
+def _disabled_forward(model: Any, batch: torch.Tensor) -> Any:
+    """The base model's forward as peft users ask for it, with K adapters loaded: ``with model.disable_adapter()``
+    (entering and leaving the context counted: that is what a reference-model pass in DPO pays each step)."""
+    with model.disable_adapter():
+        return model(input_ids=batch, logits_to_keep=1)
+
+
 def bench_serving(model_name: str, sizes: tuple[int, ...], reps: int, warmup: int, device: torch.device,
                   group_size: int = 64) -> dict[str, Any]:
     """Forward and greedy-generate time, single adapter vs one adapter per row, for K ∈ ``sizes``; load times;
@@ -204,6 +215,7 @@ def bench_serving(model_name: str, sizes: tuple[int, ...], reps: int, warmup: in
                 forward[f"{method}/single"] = lambda m=model, b=batch: m(input_ids=b, logits_to_keep=1)
                 forward[f"{method}/mixed"] = lambda m=model, b=batch, r=rows: m(input_ids=b, adapter_names=r,
                                                                                 logits_to_keep=1)
+                forward[f"{method}/disabled"] = partial(_disabled_forward, model, batch)
                 kw = dict(input_ids=batch, attention_mask=torch.ones_like(batch), max_new_tokens=NEW_TOKENS,
                           min_new_tokens=NEW_TOKENS, do_sample=False, pad_token_id=pad)
                 generate[f"{method}/single"] = lambda m=model, kw=kw: m.generate(**kw)
@@ -214,6 +226,8 @@ def bench_serving(model_name: str, sizes: tuple[int, ...], reps: int, warmup: in
             for key in ("forward", "generate"):
                 times = row[f"{key}_s"]
                 row[f"{key}_ratio"] = {m: times[f"{m}/mixed"] / times[f"{m}/single"] for m in models}
+            row["disabled_ratio"] = {m: row["forward_s"][f"{m}/disabled"] / row["forward_s"][f"{m}/single"]
+                                     for m in models}
             prefix = {"hut": "hut_", "lora": "lora_", "road": "road_"}
             row["memory_mib"] = {m: sum(p.numel() * p.element_size() for n, p in model.named_parameters()
                                         if prefix[m] in n) / MIB for m, model in models.items()}
@@ -264,12 +278,15 @@ def to_markdown(serving: Optional[dict[str, Any]], bulk: Optional[dict[str, Any]
                   f"tokens; forward (prefill) and greedy generate of {serving['new_tokens']} tokens; mixed / single "
                   "adapter**", "",
                   "| K | " + " | ".join(f"forward {names[m]}" for m in methods) + " | "
-                  + " | ".join(f"generate {names[m]}" for m in methods)
+                  + " | ".join(f"generate {names[m]}" for m in methods) + " | "
+                  + " | ".join(f"disable_adapter() forward {names[m]}" for m in methods)
                   + " | HUT single forward (s) | HUT single generate (s) |",
-                  "|---" * (2 * len(methods) + 3) + "|"]
+                  "|---" * (3 * len(methods) + 3) + "|"]
         for row in serving["rows"]:
+            disabled = row.get("disabled_ratio", {})  # older result files have no disabled pass
             lines.append(f"| {row['k']} | " + " | ".join(f"{row['forward_ratio'][m]:.3f}" for m in methods) + " | "
-                         + " | ".join(f"{row['generate_ratio'][m]:.3f}" for m in methods)
+                         + " | ".join(f"{row['generate_ratio'][m]:.3f}" for m in methods) + " | "
+                         + " | ".join(f"{disabled[m]:.3f}" if m in disabled else "–" for m in methods)
                          + f" | {row['forward_s']['hut/single']:.3f} | {row['generate_s']['hut/single']:.3f} |")
         lines += ["", "| K | HUT: load K (s, bulk) | peft load_adapter, one more: HUT (s) | LoRA (s) | "
                       "HUT adapters (MiB) | HUT bank (MiB) | " + " | ".join(f"{names[m]} adapters (MiB)"
