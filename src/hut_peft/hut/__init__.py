@@ -1,7 +1,7 @@
 """HUT as a peft tuner: config, layer and model. Importing this package registers "hut" with peft."""
 
 from .config import HUTConfig
-from .layer import HUTLayer, Linear
+from .layer import HUTLayer, HUTLinear, Linear
 from .loading import find_saved_adapters, load_adapters
 from .model import HUTModel
 from .peft_type import HUT_PEFT_TYPE
@@ -10,5 +10,6 @@ from .registration import register_hut
 register_hut()
 
 __all__ = [
-    "HUTConfig", "HUTLayer", "HUTModel", "Linear", "HUT_PEFT_TYPE", "find_saved_adapters", "load_adapters", "register_hut",
+    "HUTConfig", "HUTLayer", "HUTLinear", "HUTModel", "Linear", "HUT_PEFT_TYPE", "find_saved_adapters", "load_adapters",
+    "register_hut",
 ]

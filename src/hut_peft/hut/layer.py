@@ -73,6 +73,8 @@ class HUTLayer(BaseTunerLayer):
         self._disable_adapters = False
         self.merged_adapters: list[str] = []
         self._hut_bank = None  # mixed batches' stacked vectors (bank.py), built on first use
+        self._unit_bias_hook = None  # set when the base layer is its own FSDP1 unit (_own_unit_forward)
+        self._unit_bias: Optional[torch.Tensor] = None
         base = self.get_base_layer()
         if isinstance(base, nn.Linear):
             self.in_features, self.out_features = base.in_features, base.out_features
@@ -258,6 +260,8 @@ class HUTLayer(BaseTunerLayer):
         active = [name for name in self.active_adapters if name in self.hut_A]
         if not active:
             return self.base_layer(x, *args, **kwargs)
+        if hasattr(self.base_layer, "_fsdp_wrapped_module"):
+            return self._own_unit_forward(x, active, *args, **kwargs)
         a, c, s = self._composed(active, self._base_bias())
         if torch.is_grad_enabled() and self._recomputes(active):
             # Saves only the checkpoint's inputs (x, and the small a, c, s); y is recomputed in the backward.
@@ -265,6 +269,30 @@ class HUTLayer(BaseTunerLayer):
             return checkpoint(self._adapted, x, a, c, s, *args, use_reentrant=False, preserve_rng_state=False,
                               **kwargs)
         return self._adapted(x, a, c, s, *args, **kwargs)
+
+    def _own_unit_forward(self, x: torch.Tensor, active: Sequence[str], *args: Any, **kwargs: Any) -> torch.Tensor:
+        """The base layer is its own FSDP1 unit (``hut_peft.hut.distributed``'s wrap policy, which FSDP1 with
+        ``use_orig_params=False`` needs): its weight and bias exist only inside its own forward, so nothing here
+        reads them. A forward hook clones ``b0`` while the unit is gathered; a fused layer runs the base once on its
+        ``nb`` scaled inputs stacked and keeps block ``j`` of output ``j`` (``nb`` times that layer's FLOPs)."""
+        if self._unit_bias_hook is None:
+            self._unit_bias_hook = self.base_layer._fsdp_wrapped_module.register_forward_hook(self._keep_unit_bias)
+        a = self._composed(active, None)[0]
+        nb = a.shape[0]
+        if nb == 1:
+            y = self.base_layer(x * a[0].to(x.dtype), *args, **kwargs)
+        else:
+            y = self.base_layer(torch.stack([x * a[j].to(x.dtype) for j in range(nb)]), *args, **kwargs)
+        _, c, s = self._composed(active, self._unit_bias)
+        if nb == 1:
+            return torch.addcmul(s[0].to(y.dtype), y, c[0].to(y.dtype))
+        ks = self.out_features // nb
+        outs = [torch.addcmul(s[j].to(y.dtype), y[j][..., j * ks:(j + 1) * ks], c[j].to(y.dtype)) for j in range(nb)]
+        return torch.cat(outs, dim=-1)
+
+    def _keep_unit_bias(self, module: nn.Module, inputs: Any, output: Any) -> None:
+        bias = getattr(module, "bias", None)
+        self._unit_bias = None if bias is None else bias.detach().clone()
 
     def _recomputes(self, adapter_names: Sequence[str]) -> bool:
         for name in adapter_names:  # a plain loop, as in _num_blocks: nothing for torch.compile to trip on
@@ -308,6 +336,12 @@ class HUTLayer(BaseTunerLayer):
         if self.merged:
             raise ValueError(
                 "Cannot pass `adapter_names` when there are merged adapters, please call `unmerge_adapter` first."
+            )
+        if hasattr(self.base_layer, "_fsdp_wrapped_module"):
+            raise ValueError(
+                "Mixed-adapter batches (`adapter_names`) need the base layer's bias outside its forward, which FSDP1 "
+                "frees when the base layer is its own unit. Serve from an unsharded model (load the saved adapters "
+                "with hut_peft.load_adapters), or shard with FSDP2 / FSDP1 use_orig_params=True and the block policy."
             )
         rows = adapter_names
         if not isinstance(rows, AdapterRows):  # called directly rather than through the tuner
@@ -458,8 +492,13 @@ class HUTLayer(BaseTunerLayer):
                     )
 
 
-class Linear(nn.Module, HUTLayer):
-    """HUT on a ``torch.nn.Linear`` or transformers' ``Conv1D`` (weight stored (in, out))."""
+class HUTLinear(nn.Module, HUTLayer):
+    """HUT on a ``torch.nn.Linear`` or transformers' ``Conv1D`` (weight stored (in, out)).
+
+    Its class name is its own (not ``Linear``), so FSDP configs can name it: accelerate's
+    ``fsdp_transformer_layer_cls_to_wrap: LlamaDecoderLayer,HUTLinear,Linear`` resolves ``Linear`` to torch's
+    (docs/workflows.md, "Multi-GPU and multi-node"). It still prints as ``hut.Linear``.
+    """
 
     def __init__(
         self,
@@ -476,5 +515,11 @@ class Linear(nn.Module, HUTLayer):
 
     forward = HUTLayer.forward
 
+    def _get_name(self) -> str:
+        return "Linear"
+
     def __repr__(self) -> str:
         return "hut." + nn.Module.__repr__(self)
+
+
+Linear = HUTLinear  # the name peft's tuners use for their layer classes, and this package's until 0.2

@@ -12,10 +12,12 @@ from peft.tuners.tuners_utils import BaseTuner, BaseTunerLayer
 from peft.utils import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
 from peft.utils.other import AuxiliaryTrainingWrapper
 from torch import nn
+from transformers.integrations import is_deepspeed_zero3_enabled
 from transformers.pytorch_utils import Conv1D
 
 from .bank import BASE_ADAPTER, AdapterRows
 from .config import HUTConfig
+from .distributed import prepare_for_zero3
 from .layer import HUTLayer, Linear
 from .weighted import CombinationType
 from .weighted import add_weighted_adapter as _add_weighted_adapter
@@ -70,6 +72,29 @@ class HUTModel(BaseTuner):
         if adapter_name not in self.active_adapters:
             new_module.requires_grad_(False)  # a second adapter is not trainable until set_adapter
         self._replace_module(parent, target_name, new_module, target)
+
+    @classmethod
+    def _get_adapter_state_dict(
+        cls, model: nn.Module, config: HUTConfig, adapter_name: str, state_dict: dict[str, torch.Tensor],
+        unwanted_adapter_names: list[str],
+    ) -> dict[str, torch.Tensor]:
+        """peft's selection, plus HUT entries under nested FSDP1 units: peft strips ``_fsdp_wrapped_module.`` only at
+        the start of a module name, but HUT's FSDP1 policy nests units (block → HUT layer → base layer), so the
+        names have it in the middle while the full state dict's keys have it nowhere; peft then saves an empty
+        adapter."""
+        selected = super()._get_adapter_state_dict(model, config, adapter_name, state_dict, unwanted_adapter_names)
+        prefixes = tuple(
+            ".".join(part for part in name.split(".") if part != "_fsdp_wrapped_module") + f".{attr}."
+            for name, module in model.named_modules() if isinstance(module, HUTLayer) and "_fsdp_wrapped_module" in name
+            for attr in module.adapter_layer_names
+        )
+        if prefixes:
+            selected.update({k: v for k, v in state_dict.items() if k.startswith(prefixes)})
+        return selected
+
+    def _post_injection_hook(self, model: nn.Module, config: HUTConfig, adapter_name: str) -> None:
+        if is_deepspeed_zero3_enabled():
+            prepare_for_zero3(model)  # HUT's vectors live in ParameterDicts, which ZeRO-3 alone would never gather
 
     def _replace_module(self, parent: nn.Module, child_name: str, new_module: nn.Module, child: nn.Module) -> None:
         """Swap a module in place, as LoRA's tuner does. peft's generic version copies ``child.weight`` onto
