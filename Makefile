@@ -6,7 +6,7 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_NO_ADVISORY_WARNINGS ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup test test-slow test-peft-matrix bench bench-serving lint clean
+.PHONY: setup test test-slow test-peft-matrix bench bench-serving bench-llm lint clean
 
 setup: $(BIN)/.installed
 
@@ -38,6 +38,10 @@ bench: setup
 # docs/serving.md's table: K = 1 to 1,024 adapters on SmolLM2, and 1,000 MiniLM adapters bulk-loaded (41 min here)
 bench-serving: setup
 	$(BIN)/hut-peft bench --sections serving --threads 1 --reps 2 --warmup 1 --output docs/results/serving.json
+
+# docs/performance.md's LLM-scale table: Llama-3-8B shape, 8 layers, random bf16 weights, batch 4 × 1,024 (needs a GPU)
+bench-llm: setup
+	$(BIN)/hut-peft bench --sections llm --device cuda --reps 10 --warmup 3 --output docs/results/bench-llm.json
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks tools

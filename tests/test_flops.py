@@ -89,7 +89,8 @@ def test_fused_gpt2_projection_counts_q_and_v_blocks():
 
 def test_published_shapes_have_their_known_parameter_counts():
     known = {"bert-base": 109_482_240, "roberta-base": 124_645_632, "roberta-large": 355_359_744,
-             "gpt2": 124_439_808, "gpt2-medium": 354_823_168, "minilm-l6": 22_713_216, "smollm2-135m": 134_515_008}
+             "gpt2": 124_439_808, "gpt2-medium": 354_823_168, "minilm-l6": 22_713_216, "smollm2-135m": 134_515_008,
+             "llama-3-8b": 7_504_924_672}  # 8,030,261,248 with its untied LM head (128,256 × 4,096)
     assert set(known) == set(ARCHS)
     for name, count in known.items():
         model = build_arch(name)

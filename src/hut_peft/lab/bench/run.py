@@ -31,25 +31,18 @@ from typing import Any, Optional
 import torch
 from torch import nn
 
-from .timing import MIB, SEED, interleaved_medians, sync
+from .timing import MIB, SEED, interleaved_medians, sync, training_loss, training_step
 
 TRAIN_METHODS = ("frozen", "hut", "hut-recompute", "lora", "ia3", "full")
 COMPILE_METHODS = ("hut", "lora")
 QLORA_METHODS = ("hut", "hut-recompute", "lora")
 # Bench variants that are a registry method with options: HUTConfig(recompute_base_output=True).
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {"hut-recompute": ("hut", {"recompute_base_output": True})}
-SECTIONS = ("training", "inference", "mixed", "compile", "qlora", "serving")
+SECTIONS = ("training", "inference", "mixed", "compile", "qlora", "serving")  # the default run
+ALL_SECTIONS = SECTIONS + ("llm",)  # llm: a GPU-sized model (llm.py), only on request
 BENCH_MODELS = ("minilm", "roberta-large-slice", "smollm2")
 QUICK_MODELS = ("tiny-bert", "tiny-llama")
 N_ADAPTERS = 8
-
-
-def _loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Mean square of the first half of the features: a cheap loss with real gradients. (The mean square of all
-    features is constant under a final LayerNorm at init, so its gradients are rounding noise.)"""
-    out = model(**batch)
-    hidden = out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
-    return hidden[..., : hidden.shape[-1] // 2].float().pow(2).mean()
 
 
 def _prepare(name: str, base: nn.Module) -> nn.Module:
@@ -66,23 +59,6 @@ def _prepare(name: str, base: nn.Module) -> nn.Module:
     return apply_method(method, model, preset=preset, **options)
 
 
-def _step_fn(model: nn.Module, batch: dict[str, torch.Tensor], lr: float = 1e-5,
-             forward: Optional[Callable[..., Any]] = None) -> Callable[[], None]:
-    """One training step (forward, backward, AdamW) as a closure; the frozen floor has no optimiser step.
-    ``forward`` replaces ``model`` for the forward pass (a ``torch.compile`` of it)."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=lr) if params else None
-    model.train()
-
-    def step() -> None:
-        _loss(model if forward is None else forward, batch).backward()
-        if opt is not None:
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-
-    return step
-
-
 def saved_tensor_bytes(model: nn.Module, batch: dict[str, torch.Tensor]) -> int:
     """Bytes of the distinct storages autograd saves for the backward of one training forward (parameters
     excluded: they exist anyway). Views of one storage count once, as they occupy memory once."""
@@ -96,7 +72,7 @@ def saved_tensor_bytes(model: nn.Module, batch: dict[str, torch.Tensor]) -> int:
     param_ptrs = {p.untyped_storage().data_ptr() for p in model.parameters()}
     model.train()
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        loss = _loss(model, batch)
+        loss = training_loss(model, batch)
     loss.backward()
     model.zero_grad(set_to_none=True)
     return sum(n for ptr, n in storages.items() if ptr not in param_ptrs)
@@ -112,7 +88,7 @@ def memory_mib(model: nn.Module, batch: dict[str, torch.Tensor], device: torch.d
            "frozen_weights_mib": frozen / MIB, "total_mib": (activations + 4 * trainable + frozen) / MIB,
            "kind": "counted"}
     if device.type == "cuda":
-        step = _step_fn(model, batch)
+        step = training_step(model, batch)
         step()  # creates AdamW's state, which the peak must include
         sync(device)
         torch.cuda.reset_peak_memory_stats(device)
@@ -186,7 +162,7 @@ def _measure_training(base: nn.Module, batch: dict[str, torch.Tensor], label: st
 
     models = {m: _prepare(m, base) for m in methods}
     del base  # the caller passes no other reference: on CUDA the peak must not include a spare copy
-    times = interleaved_medians({m: _step_fn(model, batch) for m, model in models.items()}, reps, warmup, device)
+    times = interleaved_medians({m: training_step(model, batch) for m, model in models.items()}, reps, warmup, device)
     memory = {m: memory_mib(model, batch, device) for m, model in models.items()}
     out: dict[str, Any] = {"model": label, "trainable": {m: count_parameters(model)[0] for m, model in models.items()},
                            "step_s": times, "memory": memory}
@@ -278,7 +254,7 @@ def bench_compile(name: str, reps: int, warmup: int, device: torch.device, backe
     pairs = {m: (_prepare(m, base), None) for m in COMPILE_METHODS}
     for method, (eager, _) in pairs.items():
         compiled_model = copy.deepcopy(eager).train()
-        explained = torch._dynamo.explain(lambda m=compiled_model: _loss(m, batch))()
+        explained = torch._dynamo.explain(lambda m=compiled_model: training_loss(m, batch))()
         result["graph_breaks"][method] = explained.graph_break_count
         pairs[method] = (eager, compiled_model)
     torch._dynamo.reset()  # explain's traces are not the compiled models' code
@@ -288,10 +264,10 @@ def bench_compile(name: str, reps: int, warmup: int, device: torch.device, backe
         eager.eval()
         compiled_model.eval()
         with torch.no_grad():  # eval mode, no dropout: the two losses must agree to rounding
-            losses = [_loss(eager, batch).item(), _loss(compiled, batch).item()]
+            losses = [training_loss(eager, batch).item(), training_loss(compiled, batch).item()]
         result["loss_abs_difference"][method] = abs(losses[0] - losses[1])
-        fns[f"{method}_eager"] = _step_fn(eager, batch)  # (sets train mode)
-        fns[f"{method}_compiled"] = _step_fn(compiled_model, batch, forward=compiled)
+        fns[f"{method}_eager"] = training_step(eager, batch)  # (sets train mode)
+        fns[f"{method}_compiled"] = training_step(compiled_model, batch, forward=compiled)
         start = time.perf_counter()
         fns[f"{method}_compiled"]()  # the first training step compiles the training graph, forward and backward
         sync(device)
@@ -374,6 +350,7 @@ def hardware(device: torch.device) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------------- report
 def to_markdown(result: dict[str, Any]) -> str:
     """The result as markdown tables (one per measurement)."""
+    from .llm import to_markdown as llm_markdown
     from .serving import to_markdown as serving_markdown
 
     hw = result["hardware"]
@@ -417,6 +394,7 @@ def to_markdown(result: dict[str, Any]) -> str:
     if result.get("qlora"):
         lines += _qlora_markdown(result["qlora"]) + [""]
     lines += serving_markdown(result.get("serving"), result.get("bulk_load"))
+    lines += llm_markdown(result.get("llm"))
     return "\n".join(lines) + "\n"
 
 
@@ -450,20 +428,21 @@ def _qlora_markdown(q: dict[str, Any]) -> list[str]:
 def run_bench(models: Optional[list[str]] = None, reps: int = 5, warmup: int = 2, quick: bool = False,
               device: str | torch.device = "cpu", sections: tuple[str, ...] = SECTIONS,
               serving_sizes: Optional[tuple[int, ...]] = None, serving_model: str = "smollm2",
-              bulk_adapters: Optional[int] = None) -> dict[str, Any]:
+              bulk_adapters: Optional[int] = None, llm: Optional[dict[str, Any]] = None) -> dict[str, Any]:
     """Every measurement in ``sections`` in one run. ``quick``: tiny random models, one repetition, K ∈ {1, 4}
-    and 4 bulk-loaded adapters (for tests).
+    and 4 bulk-loaded adapters, a toy-width LLM (for tests). ``llm``: llm.bench_llm's shape options.
 
     Raises:
         ValueError: Unknown model name or section, or ``reps`` < 1.
     """
+    from .llm import bench_llm
     from .serving import BULK_ADAPTERS, QUICK_SIZES, SERVING_SIZES, bench_bulk_load, bench_serving
 
     if reps < 1 or warmup < 0:
         raise ValueError(f"--reps must be >= 1 and warm-up >= 0, got reps={reps}, warmup={warmup}.")
-    unknown = sorted(set(sections) - set(SECTIONS))
+    unknown = sorted(set(sections) - set(ALL_SECTIONS))
     if unknown:
-        raise ValueError(f"Unknown bench section {unknown[0]!r}; known: {', '.join(SECTIONS)}.")
+        raise ValueError(f"Unknown bench section {unknown[0]!r}; known: {', '.join(ALL_SECTIONS)}.")
     dev = torch.device(device)
     torch.manual_seed(SEED)
     if quick:
@@ -492,6 +471,8 @@ def run_bench(models: Optional[list[str]] = None, reps: int = 5, warmup: int = 2
                                  group_size=8 if quick else 64) if "serving" in sections else None,
         "bulk_load": bench_bulk_load(4 if quick else bulk_adapters or BULK_ADAPTERS, dev, quick=quick)
         if "serving" in sections else None,
+        "llm": bench_llm(**{**({"layers": 2, "batch": 2, "seq": 16} if quick else {}), **(llm or {})}, reps=reps,
+                         warmup=warmup, device=dev, quick=quick) if "llm" in sections else None,
     }
     result["wall_s"] = time.perf_counter() - start
     # Other processes on the machine slow every variant alike (interleaving) but widen the noise: record them.
@@ -525,7 +506,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="cpu or cuda (default: cuda when available).")
     parser.add_argument("--output", help="Also write the results as JSON here (atomically).")
     parser.add_argument("--sections", default=",".join(SECTIONS),
-                        help=f"What to measure, comma-separated: {', '.join(SECTIONS)} (default: all).")
+                        help=f"What to measure, comma-separated: {', '.join(ALL_SECTIONS)} (default: all but llm).")
+    parser.add_argument("--llm-arch", default="llama-3-8b", help="llm section: a published shape (archs.py).")
+    parser.add_argument("--llm-layers", type=int, default=8, help="llm section: blocks of that shape (default 8).")
+    parser.add_argument("--llm-batch", type=int, default=4, help="llm section: sequences per step (default 4).")
+    parser.add_argument("--llm-seq", type=int, default=1024, help="llm section: tokens per sequence (default 1024).")
     parser.add_argument("--serving-sizes", default="1,8,64,256,1024",
                         help="Serving table: numbers K of distinct adapters, one per row (default 1,8,64,256,1024).")
     parser.add_argument("--serving-model", default="smollm2", help="Serving table's decoder: smollm2 or tiny-llama.")
@@ -549,7 +534,9 @@ def run(args: argparse.Namespace) -> int:
             result = run_bench([m.strip() for m in args.models.split(",") if m.strip()], args.reps, args.warmup,
                                args.quick, args.device, sections=_csv(args.sections),
                                serving_sizes=tuple(int(k) for k in _csv(args.serving_sizes)),
-                               serving_model=args.serving_model, bulk_adapters=args.bulk_adapters)
+                               serving_model=args.serving_model, bulk_adapters=args.bulk_adapters,
+                               llm=None if args.quick else {"arch": args.llm_arch, "layers": args.llm_layers,
+                                                            "batch": args.llm_batch, "seq": args.llm_seq})
     finally:
         torch.set_num_threads(previous_threads)  # in-process callers (tests) keep their setting
     print(to_markdown(result))
