@@ -20,6 +20,19 @@ if os.environ.get("HUT_SHARDED_ON_CPU") == "1" and int(os.environ.get("LOCAL_RAN
 
     _state.PartialState._prepare_backend = _prepare_backend
 
+    # Scripts that ask for the CPU where there is no GPU (the lab's recipes: use_cpu=not torch.cuda.is_available())
+    # would switch FSDP and DeepSpeed off again: the device is the CPU here anyway (ACCELERATE_TORCH_DEVICE).
+    def _not_cpu(init):
+        def patched(self, *args, **kwargs):
+            if kwargs.get("cpu"):
+                kwargs["cpu"] = False
+            return init(self, *args, **kwargs)
+
+        return patched
+
+    _state.PartialState.__init__ = _not_cpu(_state.PartialState.__init__)
+    _state.AcceleratorState.__init__ = _not_cpu(_state.AcceleratorState.__init__)
+
     # torch's FSDP1 full state dict with offload_to_cpu=True, on parameters that already live on the CPU, frees the
     # gathered storage before reading it ("setStorage: ... out of bounds for storage of size 0", or a SIGSEGV).
     # accelerate always asks for the offload; on the CPU it moves nothing, so it is dropped here.
