@@ -73,6 +73,7 @@ class HUTLayer(BaseTunerLayer):
         self._disable_adapters = False
         self.merged_adapters: list[str] = []
         self._hut_bank = None  # mixed batches' stacked vectors (bank.py), built on first use
+        self._grad_before_disable: dict[tuple[str, str], bool] = {}  # enable_adapters restores these
         self._unit_bias_hook = None  # set when the base layer is its own FSDP1 unit (_own_unit_forward)
         self._unit_bias: Optional[torch.Tensor] = None
         base = self.get_base_layer()
@@ -185,6 +186,28 @@ class HUTLayer(BaseTunerLayer):
             params = getattr(self, name)
             if adapter_name in params and params[adapter_name].device.type != "meta":
                 params[adapter_name] = params[adapter_name].to(target, dtype=dtype)
+
+    def enable_adapters(self, enabled: bool) -> None:
+        """peft's toggle (a disabled layer's adapters do not require grad), at the cost of the active adapters only.
+
+        peft's own version sets ``requires_grad`` on every loaded adapter's parameters, so with K adapters loaded
+        ``with model.disable_adapter():`` paid O(K) per layer on entry and again on exit. The inactive adapters are
+        frozen already (``set_adapter`` and ``load_adapters`` keep them so), so only the active ones change here,
+        and leaving the context restores exactly what they had (an adapter loaded for inference stays frozen).
+        """
+        if enabled != self._disable_adapters:  # already in that state
+            return
+        for name in self.active_adapters:
+            for dict_name in self.adapter_layer_names:
+                params = getattr(self, dict_name)
+                if name not in params:
+                    continue
+                if enabled:
+                    params[name].requires_grad_(self._grad_before_disable.pop((dict_name, name), True))
+                else:
+                    self._grad_before_disable[(dict_name, name)] = params[name].requires_grad
+                    params[name].requires_grad_(False)
+        self._disable_adapters = not enabled
 
     def delete_adapter(self, adapter_name: str) -> None:
         """peft's delete, and drop the mixed-batch bank (its slots follow the set of adapters)."""
@@ -519,7 +542,12 @@ class HUTLinear(nn.Module, HUTLayer):
         return "Linear"
 
     def __repr__(self) -> str:
-        return "hut." + nn.Module.__repr__(self)
+        """The base layer and the adapters by name, not every adapter's tensors: with K adapters loaded the default
+        repr is K lines per parameter dict, and peft builds it each time ``disable_adapter()`` reads the model's
+        status."""
+        names = list(self.hut_A.keys())
+        shown = ", ".join(names[:4]) + (f", ... ({len(names)} adapters)" if len(names) > 4 else "")
+        return f"hut.Linear(\n  (base_layer): {self.base_layer!r}\n  (adapters): [{shown}]\n)"
 
 
 Linear = HUTLinear  # the name peft's tuners use for their layer classes, and this package's until 0.2
