@@ -285,3 +285,25 @@ def config_from_args(cls: type[C], args: argparse.Namespace) -> C:
     if missing:
         raise SystemExit(f"error: missing {', '.join(_flag(m) for m in missing)} (or give it in --config FILE)")
     return cls(**values)
+
+
+def whole_model(trainer: Any, rebuild: Callable[[], Any]) -> Any:
+    """The trained model with whole weights, on rank 0, for work that rank 0 does alone (decoding); None elsewhere.
+
+    Under one process, DDP or ZeRO-1/2 that is ``trainer.model`` itself. Under FSDP or ZeRO-3 each rank holds a
+    shard and a sharded forward needs every rank, so every rank takes part in gathering the full state dict and
+    rank 0 loads it into ``rebuild()`` (the same model, built again without sharding). Every rank must call it.
+    """
+    accelerator = trainer.accelerator
+    zero3 = trainer.is_deepspeed_enabled and accelerator.state.deepspeed_plugin.zero_stage == 3
+    if not (zero3 or trainer.is_fsdp_enabled):
+        return trainer.model
+    state = accelerator.get_state_dict(trainer.deepspeed if zero3 else trainer.model)
+    if not trainer.is_world_process_zero():
+        return None
+    from transformers.integrations.deepspeed import unset_hf_deepspeed_config
+
+    unset_hf_deepspeed_config()  # else from_pretrained would build the copy partitioned again (zero.Init)
+    model = rebuild()
+    model.load_state_dict(state)
+    return model.to(trainer.args.device)

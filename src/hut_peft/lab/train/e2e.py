@@ -25,6 +25,7 @@ from .common import (
     run_seeds,
     throughput_callback,
     training_arguments,
+    whole_model,
     write_results,
 )
 
@@ -198,9 +199,14 @@ def run_seed(recipe: E2ERecipe, seed: int, settings: dict[str, Any], seed_dir: P
     tokenizer = AutoTokenizer.from_pretrained(source.path, **source.kwargs())
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = drop_gguf_quantization_marker(AutoModelForCausalLM.from_pretrained(source.path, **source.kwargs()))
-    if settings["dropout"] is not None:
-        _set_dropout(model, settings["dropout"])
+
+    def base_model():
+        model = drop_gguf_quantization_marker(AutoModelForCausalLM.from_pretrained(source.path, **source.kwargs()))
+        if settings["dropout"] is not None:
+            _set_dropout(model, settings["dropout"])
+        return model
+
+    model = base_model()
     groups = group_by_mr(load_e2e(recipe.eval_split, recipe.data_dir))
     if recipe.max_eval_mrs:
         groups = groups[: recipe.max_eval_mrs]
@@ -233,6 +239,9 @@ def run_seed(recipe: E2ERecipe, seed: int, settings: dict[str, Any], seed_dir: P
         out = trainer.train(resume_from_checkpoint=True if resume else None)
         train_time = time.perf_counter() - start
         train_loss, steps, speed_record = out.training_loss, trainer.state.global_step, speed.result()
+        # Rank 0 decodes alone: under FSDP or ZeRO-3 it needs the trained weights whole, in a model of its own.
+        model = whole_model(trainer, lambda: apply_method(recipe.method, base_model(), task_type="CAUSAL_LM",
+                                                          preset=recipe.method_preset, **settings["method_options"]))
         if not trainer.is_world_process_zero():
             return {"_is_main": False}
         if recipe.merge_for_decoding and get_method(recipe.method).merges:
