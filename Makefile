@@ -44,7 +44,7 @@ bench-llm: setup
 	$(BIN)/hut-peft bench --sections llm --device cuda --reps 10 --warmup 3 --output docs/results/bench-llm.json
 
 lint: setup
-	$(BIN)/ruff check src tests benchmarks tools
+	$(BIN)/ruff check src tests benchmarks tools examples
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info src/*.egg-info .pytest_cache .cache/peft-matrix
