@@ -248,3 +248,40 @@ def test_fsdp_policy_units_and_errors():
                 p.add_(0.1 * torch.randn_like(p))
     expected = copy.deepcopy(model).merge_and_unload().state_dict()
     torch.testing.assert_close(merged_state_dict(model), dict(expected), atol=0, rtol=0)
+
+
+_FSDP1_FLAT = """
+import copy, os, sys
+import torch, torch.distributed as dist
+from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+from peft import get_peft_model
+from peft.utils.other import fsdp_auto_wrap_policy as peft_policy
+from conftest import tiny_gpt2
+from hut_peft import HUTConfig
+from hut_peft.hut.distributed import fsdp_auto_wrap_policy
+
+dist.init_process_group("gloo", rank=0, world_size=1)
+model = get_peft_model(tiny_gpt2(), HUTConfig(r=2, target_modules=["c_attn"], init="perturbed",
+                                              fused_slices={"c_attn": [True, False, True]}))
+reference = copy.deepcopy(model)
+kw = dict(use_orig_params=False, device_id=torch.device("cpu"))
+try:
+    FSDP(copy.deepcopy(model), auto_wrap_policy=peft_policy(model), **kw)
+except ValueError as e:
+    print("peft:", e)
+wrapped = FSDP(model, auto_wrap_policy=fsdp_auto_wrap_policy(model), **kw)
+ids = torch.randint(0, 100, (2, 8))
+print("diff:", (wrapped(input_ids=ids).logits - reference(input_ids=ids).logits).abs().max().item())
+dist.destroy_process_group()
+"""
+
+
+def test_our_fsdp1_policy_wraps_where_peft_policy_fails():
+    """FSDP1, use_orig_params=False, wrapped by torch itself (1 process): peft's policy fails as issue 21 says; ours
+    wraps and the wrapped model gives the unwrapped logits (GPT-2 with fused_slices, so the stacked-base path)."""
+    env = _env(MASTER_ADDR="127.0.0.1", MASTER_PORT=_free_port(),
+               PYTHONPATH=os.pathsep.join([str(Path(__file__).parent), str(ROOT / "src")]))
+    proc = subprocess.run([sys.executable, "-c", _FSDP1_FLAT], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "peft: Must flatten tensors with uniform `requires_grad` when `use_orig_params=False`" in proc.stdout
+    assert float(proc.stdout.split("diff:")[1]) < 1e-5
