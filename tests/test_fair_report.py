@@ -120,11 +120,17 @@ def test_wall_time_counts_reused_seeds_once_and_parallel_workers_as_elapsed_shar
                 "seeds": [{"seed": s, "wall_time_s": w} for s, w in enumerate(walls)]}
 
     alone = cell("main", [3600.0], {"lr_grid_of": "hut"})  # a grid probe, one worker
-    final = cell("main", [3600.0, 1800.0, 1800.0], {"lr_selection": {"seed": 0}, "sweep_workers": 2})
+    final = cell("main", [3600.0, 1800.0, 1800.0],
+                 {"label": "hut", "lr_selection": {"seed": 0, "of": "hut"}, "sweep_workers": 2})
     assert cost_lines([alone, final]) == [
         "- `glue/main`: 2.00 h of cell time, about 1.50 h elapsed (cells run by parallel sweep workers counted "
         "once per worker)"]
     assert cost_lines([alone]) == ["- `glue/main`: 1.00 h of cell time"]
+    # A cell that takes another's rate (lr_from) ran its first seed itself: every seed counts.
+    borrowed = cell("precision", [1800.0, 1800.0], {"label": "hut-fp32", "lr_selection": {"seed": 0, "of": "hut"}})
+    assert cost_lines([borrowed]) == ["- `glue/precision`: 1.00 h of cell time"]
+    lora = cell("main", [1800.0], {"lr_grid_of": "lora"})  # a table of several methods: time per method beside
+    assert cost_lines([alone, lora]) == ["- `glue/main`: 1.50 h of cell time", "  (HUT 1.00 h, LoRA 0.50 h)"]
 
 
 def test_side_tables_are_paired_against_the_main_cells_they_test():

@@ -318,8 +318,9 @@ def cost_lines(results: list[dict[str, Any]]) -> list[str]:
     for res in results:
         tags = res["config"].get("tags", {})
         seeds = res["seeds"]
-        if "lr_selection" in tags:  # its first seed is the grid's run, already counted there
-            seeds = [r for r in seeds if r["seed"] != tags["lr_selection"]["seed"]]
+        selection = tags.get("lr_selection", {})
+        if selection and selection.get("of") == row_label(res):  # its own grid's run of the first seed: counted there already
+            seeds = [r for r in seeds if r["seed"] != selection["seed"]]
         key = f"{res.get('recipe')}/{table_of(res)}"
         spent = sum(r.get("wall_time_s", 0.0) or (r.get("train_time_s", 0.0) + r.get("decode_time_s", 0.0))
                     for r in seeds)
