@@ -44,9 +44,15 @@ def test_glue_under_zero3_resumes_and_e2e_under_zero3_and_fsdp2(tiny_glue_setup,
     out = tmp_path / "glue"
     glue = ["glue", "--task", "rte", "--method", "hut", "--model", str(model), "--data-dir", str(data),
             "--epochs", "2", "--batch-size", "4", "--output-dir", str(out)]
-    _launch("zero3", glue)
+    _launch("zero3", glue + ["--save-adapter"])
     first = json.loads((out / "results.json").read_text())
-    assert _written(out) == ["metrics.json", "results.json"]  # rank 0 only
+    assert _written(out) == ["method.json", "metrics.json", "results.json"]  # rank 0 only
+    from safetensors.torch import load_file
+
+    saved = load_file(str(out / "seed-0" / "adapter" / "trainable.safetensors"))  # gathered whole, not rank 0's shard
+    query_a = next(t for n, t in saved.items() if n.endswith("query.hut_A.default"))
+    assert query_a.shape == (32, 8)  # (d, r) of the tiny BERT
+    assert sum(t.numel() for t in saved.values()) == first["trainable_parameters"]
     checkpoint = out / "seed-0" / "checkpoint-12"  # 48 examples / (2 processes × 4) × 2 epochs
     assert (checkpoint / "global_step12").is_dir()  # a DeepSpeed checkpoint: ZeRO-3 really ran
     # interrupted after the last checkpoint: --resume restores the DeepSpeed state and finishes the seed

@@ -22,6 +22,7 @@ from .common import (
     run_seeds,
     throughput_callback,
     training_arguments,
+    whole_model,
     write_results,
 )
 
@@ -236,10 +237,15 @@ def run_seed(recipe: GlueRecipe, seed: int, settings: dict[str, Any], seed_dir: 
     ]
     final = trainer.evaluate()
     elapsed = time.perf_counter() - start
-    if recipe.save_adapter and trainer.is_world_process_zero():
+    if recipe.save_adapter:
         from ..methods.checkpoint import save_trainable
 
-        save_trainable(model, seed_dir / "adapter")
+        # Under FSDP or ZeRO-3 each rank holds shards: every rank helps gather, rank 0 saves whole tensors.
+        trained = whole_model(trainer, lambda: apply_method(recipe.method, base_model(source, recipe.task, head),
+                                                            task_type="SEQ_CLS", preset=recipe.method_preset,
+                                                            **settings["method_options"]))
+        if trained is not None and trainer.is_world_process_zero():
+            save_trainable(trained, seed_dir / "adapter")
     final_metrics = {k.removeprefix("eval_"): v for k, v in final.items() if not k.endswith(("runtime", "per_second"))}
     return {
         "seed": seed,
