@@ -90,5 +90,7 @@ def test_weights_section_orders_methods_and_draws_the_figure(tmp_path) -> None:
     assert "| 0.9999 (0.9989) | 0.0001 | 384 (380–384) of 384 | 200 |" in rows[2]
     assert ("- MRPC: by correlation with W0, HUT (0.9999) > LoRA (0.9990) > Full FT (0.9900); "
             "by score, Full FT (75.0) > LoRA (72.0) > HUT (70.0).") in text
+    assert ("- MRPC: the claim holds (HUT's mean Pearson 0.9999 against LoRA's 0.9990); across the 3 methods, "
+            "correlation and score have Spearman's ρ = -1.00.") in text
     assert (tmp_path / "RESULTS-weights.png").stat().st_size > 10_000
     assert weights_section(tmp_path / "missing.json", tmp_path / "x.png") == ""

@@ -47,6 +47,30 @@ def weights_lines(data: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _spearman(xs: list[float], ys: list[float]) -> float:
+    """Spearman's rank correlation (no ties expected among four methods' scores and correlations)."""
+    from scipy import stats
+
+    return float(stats.spearmanr(xs, ys).statistic)
+
+
+def claim_lines(data: dict[str, Any]) -> list[str]:
+    """Whether the paper's claim holds (HUT's W_new more correlated with W0 than the incremental LoRA's), per task,
+    and whether correlation tracks the score (Spearman's ρ over the methods of a task; four points: a description,
+    not a test)."""
+    lines = []
+    for task in sorted({r["task"] for r in data["runs"]}):
+        rows = {r["label"]: r for r in data["runs"] if r["task"] == task and r["seed"] == 0}
+        if "hut" not in rows or "lora" not in rows:
+            continue
+        hut, lora = rows["hut"]["summary"]["pearson"], rows["lora"]["summary"]["pearson"]
+        rho = _spearman([r["summary"]["pearson"] for r in rows.values()], [r["score"] for r in rows.values()])
+        lines.append(f"- {GLUE_NAMES[task]}: the claim {'holds' if hut > lora else 'does not hold'} (HUT's mean "
+                     f"Pearson {hut:.4f} against LoRA's {lora:.4f}); across the {len(rows)} methods, correlation and "
+                     f"score have Spearman's ρ = {rho:+.2f}.")
+    return lines
+
+
 def weights_figure(data: dict[str, Any], path: Path) -> Path:
     """Left: 1 − Pearson(W0, W_new) per method and task (log scale: how far from perfectly correlated); right: the
     run's score against it."""
@@ -103,4 +127,5 @@ def weights_section(weights_json: Path, figure_path: Path) -> str:
         f"correlation of the entries of W0 and W_new, the relative change, and the rank of ΔW = W_new − W0 (singular "
         f"values above σ_max · max(d, k) · ε, ε the float64 epsilon; the 90%-energy rank beside it). "
         f"`hut-peft weights {weights_json.parent}/weights` writes `{weights_json}`.", "",
-        weights_table(data), *weights_lines(data), "", f"![Correlation of W0 and W_new]({figure_path.name})", ""])
+        weights_table(data), *weights_lines(data), *claim_lines(data), "",
+        f"![Correlation of W0 and W_new]({figure_path.name})", ""])
