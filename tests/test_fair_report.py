@@ -126,9 +126,12 @@ def test_wall_time_counts_reused_seeds_once_and_parallel_workers_as_elapsed_shar
         "- `glue/main`: 2.00 h of cell time, about 1.50 h elapsed (cells run by parallel sweep workers counted "
         "once per worker)"]
     assert cost_lines([alone]) == ["- `glue/main`: 1.00 h of cell time"]
-    # A cell that takes another's rate (lr_from) ran its first seed itself: every seed counts.
+    # A cell that takes another's rate (lr_from) ran its first seed itself: every seed counts, under its own label
+    # or under the grid's label in another table (the weights table reruns "hut" at main's rate).
     borrowed = cell("precision", [1800.0, 1800.0], {"label": "hut-fp32", "lr_selection": {"seed": 0, "of": "hut"}})
-    assert cost_lines([borrowed]) == ["- `glue/precision`: 1.00 h of cell time"]
+    rerun = cell("weights", [1800.0], {"label": "hut", "lr_selection": {"seed": 0, "of": "hut"}})
+    assert cost_lines([alone, borrowed, rerun])[1:] == ["- `glue/precision`: 1.00 h of cell time",
+                                                        "- `glue/weights`: 0.50 h of cell time"]
     lora = cell("main", [1800.0], {"lr_grid_of": "lora"})  # a table of several methods: time per method beside
     assert cost_lines([alone, lora]) == ["- `glue/main`: 1.50 h of cell time", "  (HUT 1.00 h, LoRA 0.50 h)"]
 

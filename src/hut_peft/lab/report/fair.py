@@ -315,11 +315,15 @@ def cost_lines(results: list[dict[str, Any]]) -> list[str]:
     cell_s: dict[str, float] = defaultdict(float)
     elapsed_s: dict[str, float] = defaultdict(float)
     by_label: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    # Cells whose own grid is in the same table reused its first seed; a cell that borrows a rate (lr_from), even
+    # under the same label in another table, ran every seed itself.
+    grids = {(table_of(r), r["config"]["tags"]["lr_grid_of"]) for r in results
+             if "lr_grid_of" in r["config"].get("tags", {})}
     for res in results:
         tags = res["config"].get("tags", {})
         seeds = res["seeds"]
         selection = tags.get("lr_selection", {})
-        if selection and selection.get("of") == row_label(res):  # its own grid's run of the first seed: counted there already
+        if selection and (table_of(res), selection.get("of")) in grids:  # its grid's run of seed 0: counted there
             seeds = [r for r in seeds if r["seed"] != selection["seed"]]
         key = f"{res.get('recipe')}/{table_of(res)}"
         spent = sum(r.get("wall_time_s", 0.0) or (r.get("train_time_s", 0.0) + r.get("decode_time_s", 0.0))
