@@ -173,7 +173,7 @@ def measured_gflops(methods: Iterable[str], arch: str = "minilm-l6", seq_len: in
 # One colour per method on every figure (tab10's order), so a method reads the same in each panel and plot.
 METHOD_COLOURS = {name: f"C{i}" for i, name in enumerate(
     ("hut", "lora", "full", "ia3", "bitfit", "hadamard_adapter", "padapter", "hadapter", "vera", "fourierft"))}
-METHOD_COLOURS["hira"] = "saddlebrown"  # tab10 has ten colours, all taken above
+METHOD_COLOURS["hira"] = "black"  # tab10 has ten colours, all taken above (its brown is the Hadamard adapter's)
 
 
 # How a method is named on the page and in figure legends (the registry's keys are for the command line).
