@@ -69,6 +69,13 @@ def test_weights_cli_without_adapters_says_how_to_get_them(tmp_path, capsys) -> 
 
     assert main(["weights", str(tmp_path)]) == 2
     assert "run the GLUE recipe with --save-adapter first" in capsys.readouterr().err
+    # a run that saved its adapter, whose adapter is gone (not committed): an error, not a silently missing row
+    run = tmp_path / "weights" / "mrpc" / "full"
+    run.mkdir(parents=True)
+    (run / "results.json").write_text(json.dumps({"recipe": "glue", "primary_metric": "accuracy",
+                                                  "config": {"save_adapter": True}, "seeds": [{"seed": 0}]}))
+    assert main(["weights", str(tmp_path)]) == 2
+    assert "seed-0/adapter is missing although the run saved it" in capsys.readouterr().err
 
 
 def _run(task: str, label: str, pearson: float, score: float) -> dict:
