@@ -1,7 +1,7 @@
 """The layout the docs promise (docs/architecture.md): library and lab apart, one direction, no cycles.
 
 The import graph is read from the sources (``ast``), so a lazy import inside a function counts as much as one at the
-top; imports under ``if TYPE_CHECKING:`` are annotations only and do not.
+top, and so does one under ``if TYPE_CHECKING:`` (a cycle for a reader, even if not at run time).
 """
 
 from __future__ import annotations
@@ -24,12 +24,6 @@ def module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def _is_type_checking(node: ast.If) -> bool:
-    test = node.test
-    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
-
-
 def imported_modules(path: Path, names: bool = True) -> set[str]:
     """hut_peft modules that ``path`` imports at run time (absolute and relative, at any depth).
 
@@ -40,10 +34,6 @@ def imported_modules(path: Path, names: bool = True) -> set[str]:
     found: set[str] = set()
 
     def visit(node: ast.AST) -> None:
-        if isinstance(node, ast.If) and _is_type_checking(node):
-            for child in node.orelse:
-                visit(child)
-            return
         if isinstance(node, ast.ImportFrom):
             if node.level:
                 base = package.split(".")[: len(package.split(".")) - node.level + 1]
@@ -88,7 +78,6 @@ def test_graph_reader_sees_relative_and_lazy_imports(tmp_path: Path) -> None:
     assert "hut_peft.hut.layer" in graph["hut_peft.hut.model"]               # relative, at the top
     assert "hut_peft.lab.train.glue" in graph["hut_peft.lab.sweep"]          # relative, inside a function
     assert "hut_peft.hut" in graph["hut_peft.lab.methods.peft_methods"]      # absolute, lab -> library
-    assert "hut_peft.hut.layer" not in graph["hut_peft.hut.bank"]            # TYPE_CHECKING only
 
 
 def test_library_never_imports_the_lab_or_the_cli() -> None:

@@ -26,12 +26,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 
 import torch
 
-if TYPE_CHECKING:
-    from .layer import HUTLayer
+# Functions here take a HUT layer (layer.py), typed as nn.Module: layer.py imports this module, not the reverse.
 
 BASE_ADAPTER = "__base__"
 Vectors = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # a (n, nb, d), c (n, nb, ks), s (n, nb, ks)
@@ -102,7 +101,7 @@ class AdapterBank:
     context: tuple  # the base bias's storage and version, the adapters' dtype and device
 
 
-def _context(layer: HUTLayer) -> tuple:
+def _context(layer: torch.nn.Module) -> tuple:
     """What, beside the adapters' own values, the bank depends on. Merging and unmerging reassign the base bias's
     ``.data`` (a new storage), ``model.to(...)`` moves the parameters' storage."""
     bias = layer._base_bias()
@@ -111,7 +110,7 @@ def _context(layer: HUTLayer) -> tuple:
     return (None,) if bias is None else (bias.data_ptr(), bias._version), where
 
 
-def _build(layer: HUTLayer, layout: tuple[str, ...]) -> AdapterBank:
+def _build(layer: torch.nn.Module, layout: tuple[str, ...]) -> AdapterBank:
     params, owner = [], []
     for name in layout:
         for attr in layer.adapter_layer_names:
@@ -122,7 +121,7 @@ def _build(layer: HUTLayer, layout: tuple[str, ...]) -> AdapterBank:
     return AdapterBank(layout, vectors, params, owner, [p._version for p in params], _context(layer))
 
 
-def stack_vectors(layer: HUTLayer, names: Sequence[str], nb: Optional[int] = None) -> Vectors:
+def stack_vectors(layer: torch.nn.Module, names: Sequence[str], nb: Optional[int] = None) -> Vectors:
     """``(a, c, s)`` of ``names`` on ``layer``, stacked: slot 0 is the identity (the base model), slot ``j + 1`` is
     ``names[j]`` (the identity where this layer has no such adapter). Shapes (len(names) + 1, nb, ·).
 
@@ -169,7 +168,7 @@ def stack_vectors(layer: HUTLayer, names: Sequence[str], nb: Optional[int] = Non
     return a, c, s
 
 
-def bank_vectors(layer: HUTLayer, rows: AdapterRows) -> Vectors:
+def bank_vectors(layer: torch.nn.Module, rows: AdapterRows) -> Vectors:
     """The layer's bank for ``rows.layout``, brought up to date once per layer per call; no autograd.
 
     Rebuilt whole when the layer's adapters were added or deleted (``update_layer`` and ``delete_adapter`` drop
@@ -199,7 +198,7 @@ def bank_vectors(layer: HUTLayer, rows: AdapterRows) -> Vectors:
     return bank.vectors
 
 
-def bank_nbytes(layer: HUTLayer) -> int:
+def bank_nbytes(layer: torch.nn.Module) -> int:
     """Bytes held by the layer's bank (0 before the first mixed batch that used it)."""
     bank = layer._hut_bank
     return 0 if bank is None else sum(t.numel() * t.element_size() for t in bank.vectors)

@@ -21,16 +21,16 @@ from __future__ import annotations
 
 import copy
 from dataclasses import replace
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import torch
+from peft.tuners.tuners_utils import BaseTuner
 from peft.utils import ModulesToSaveWrapper
 
 from .config import HUTConfig
 from .layer import HUTLayer
 
-if TYPE_CHECKING:
-    from .model import HUTModel
+# The tuner (model.py's HUTModel) is typed as peft's BaseTuner: model.py imports this module, not the reverse.
 
 CombinationType = Literal["log", "linear"]
 Vectors = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]  # m_A, m_B, γ, β
@@ -76,7 +76,7 @@ def _union_targets(configs: list[HUTConfig]) -> str | set[str]:
     return set().union(*(c.target_modules for c in configs))
 
 
-def _check(model: HUTModel, adapters: list[str], weights: list[float], adapter_name: str, combination_type: str) -> None:
+def _check(model: BaseTuner, adapters: list[str], weights: list[float], adapter_name: str, combination_type: str) -> None:
     if adapter_name in model.peft_config:
         raise ValueError(f"add_weighted_adapter: an adapter named '{adapter_name}' exists already; pick a new name.")
     if not adapters or len(adapters) != len(weights):
@@ -104,7 +104,7 @@ def _check(model: HUTModel, adapters: list[str], weights: list[float], adapter_n
 
 
 def add_weighted_adapter(
-    model: HUTModel,
+    model: BaseTuner,
     adapters: list[str],
     weights: list[float],
     adapter_name: str,
