@@ -100,8 +100,8 @@ def collect(roots: list[str]) -> list[dict[str, Any]]:
                 if not (adapter / "method.json").is_file():
                     if results["config"].get("save_adapter"):  # saved once, gone now: never drop a row silently
                         raise FileNotFoundError(
-                            f"weights: {adapter} is missing although the run saved it (large adapters, such as full "
-                            "fine-tuning's, are not committed); rerun that cell of the sweep to write it again.")
+                            f"weights: {adapter} is missing although the run saved it (saved adapters are "
+                            "not committed); rerun that cell of the sweep to write it again.")
                     continue
                 config = results["config"]
                 per_matrix = adapter_stats(adapter, config.get("model"), config["task"], results["settings"]["head"])
