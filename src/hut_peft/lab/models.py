@@ -76,12 +76,13 @@ TINY_LLAMA_WORDS = tuple(
 )
 
 
-def save_tiny_llama(folder: str | os.PathLike[str], seed: int = 0) -> str:
+def save_tiny_llama(folder: str | os.PathLike[str], seed: int = 0, hidden_size: int = 64) -> str:
     """Save a 2-layer Llama with random weights and a word-level tokenizer as a checkpoint folder; return its path.
 
     Why: every workflow (peft, Trainer, TRL, 4-bit, torch.compile) can then be tried offline in seconds with the
     same ``from_pretrained(path)`` calls a real model takes; the tests and the snippets of docs/workflows.md run
     on it. Its outputs are noise. Sizes are multiples of 64, the block size of bitsandbytes' 4-bit quantiser.
+    ``hidden_size=128`` gives heads of 32, the smallest vLLM's CPU attention runs.
     """
     import torch
     from tokenizers import Tokenizer, models, pre_tokenizers
@@ -96,7 +97,7 @@ def save_tiny_llama(folder: str | os.PathLike[str], seed: int = 0) -> str:
                                         unk_token="<unk>")
     tokenizer.save_pretrained(folder)
     torch.manual_seed(seed)
-    config = LlamaConfig(vocab_size=128, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+    config = LlamaConfig(vocab_size=128, hidden_size=hidden_size, intermediate_size=2 * hidden_size, num_hidden_layers=2,
                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
                          pad_token_id=0, bos_token_id=1, eos_token_id=2, tie_word_embeddings=False)
     LlamaForCausalLM(config).save_pretrained(folder)
