@@ -15,7 +15,8 @@ wraps -1 to that last row, so base-model tokens need no remapping. The forward i
 
 three gathers per adapted layer whatever the mix of adapters in the batch: no loop over adapters. A slot may
 hold a real LoRA instead (``set_lora`` tells the payloads apart, vectors.is_hut_payload): its HUT rows are the
-identity and vLLM's own LoRA path runs on top, only while some slot holds a non-zero LoRA.
+identity and vLLM's own LoRA path runs on top, only while some slot holds a non-zero LoRA (and, on CPU, not on
+tokens without an adapter: vLLM's CPU ops would give them the last slot's LoRA, ``_lora_on_cpu``).
 
 Fused projections: each peft module (q_proj, k_proj, v_proj) has its own input scale, so a fused ``qkv_proj``
 runs one GEMM per slice on its rows of W0 (same FLOPs as one GEMM). On CPU vLLM repacks W0 and drops it
@@ -111,21 +112,35 @@ class HUTLinearMixin:
 
     # ----------------------------------------------------------------------------------------- forward
     def apply(self, x: torch.Tensor, bias: Optional[torch.Tensor] = None) -> torch.Tensor:
-        if self._hut_eager and not self._hut_slots:
-            return super().apply(x, bias)
         x2 = x.reshape(-1, x.shape[-1])  # the transformers backend passes (1, T, d)
         slot = self.punica_wrapper._token_lora_indices[: x2.shape[0]]  # (T,), -1 = no adapter
-        if self.n_slices == 1:
-            scaled = x2 * self.hut_in[0][slot] if self._scaled(0) else x2
-            y = self._get_quant_method().apply(self.base_layer, scaled, bias)
-        elif not any(self._scaled(s) for s in range(self.n_slices)):
+        hut = not self._hut_eager or bool(self._hut_slots)
+        if not hut or not any(self._scaled(s) for s in range(self.n_slices)):
             y = self._get_quant_method().apply(self.base_layer, x2, bias)
+        elif self.n_slices == 1:
+            y = self._get_quant_method().apply(self.base_layer, x2 * self.hut_in[0][slot], bias)
         else:
             y = self._sliced_base(x2, slot, bias)
-        y = torch.addcmul(self.hut_shift[slot], y, self.hut_out[slot])
-        if not self._hut_eager or self._lora_slots:
+        if hut:
+            y = torch.addcmul(self.hut_shift[slot], y, self.hut_out[slot])
+        if not self._hut_eager:
             y = self._apply_lora_to_output(x2, y)
+        elif self._lora_slots:
+            y = self._lora_on_cpu(x2, y, slot)
         return y.reshape(*x.shape[:-1], y.shape[-1])
+
+    def _lora_on_cpu(self, x: torch.Tensor, y: torch.Tensor, slot: torch.Tensor) -> torch.Tensor:
+        """vLLM's LoRA on top of ``y``, except on tokens without an adapter.
+
+        vLLM's CPU LoRA ops index the stacks with the raw slot, so a token without an adapter (-1) receives the
+        LoRA in the last slot whenever all ``max_loras`` slots are taken (vllm/lora/ops/torch_ops/lora_ops.py);
+        its GPU kernels skip -1. Such rows keep ``y`` here.
+        """
+        base_rows = slot < 0
+        if not bool(base_rows.any()):
+            return self._apply_lora_to_output(x, y)
+        kept = y.clone()
+        return torch.where(base_rows.unsqueeze(-1), kept, self._apply_lora_to_output(x, y))
 
     def _scaled(self, s: int) -> bool:
         return not self._hut_eager or bool(self._hut_scaled[s])
