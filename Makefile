@@ -6,7 +6,7 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_NO_ADVISORY_WARNINGS ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup test test-slow test-peft-matrix bench bench-serving bench-llm lint clean
+.PHONY: setup test test-slow test-peft-matrix bench bench-serving bench-llm bench-vllm lint clean
 
 setup: $(BIN)/.installed
 
@@ -41,6 +41,10 @@ bench: setup
 # docs/serving.md's table: K = 1 to 1,024 adapters on SmolLM2, and 1,000 MiniLM adapters bulk-loaded (41 min here)
 bench-serving: setup
 	$(BIN)/hut-peft bench --sections serving --threads 1 --reps 2 --warmup 1 --output docs/results/serving.json
+
+# docs/serving.md's vLLM table: `vllm bench throughput` for the base model, HUT and LoRA at 1-256 adapters (~25 min here)
+bench-vllm: setup
+	$(BIN)/python benchmarks/vllm_throughput.py --counts 1,16,64,256 --output docs/results/vllm-throughput.json
 
 # docs/performance.md's LLM-scale table: Llama-3-8B shape, 8 layers, random bf16 weights, batch 4 × 1,024 (needs a GPU)
 bench-llm: setup

