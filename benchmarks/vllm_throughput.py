@@ -2,7 +2,9 @@
 
     python benchmarks/vllm_throughput.py --counts 1,16,64,256 --output docs/results/vllm-throughput.json
 
-One process per configuration (vLLM starts an engine per run): the base model, then for each K the same
+One process per configuration (vLLM starts an engine per run): the base model as vLLM runs it by default, the
+base model eager (``--enforce-eager``: vLLM's CPU build turns compilation off whenever adapters are enabled,
+so this is the base model under the same execution mode as the adapter runs), then for each K the same
 requests spread round-robin over K HUT adapters, then over K LoRA adapters (the same folder loaded K times
 under K ids: K distinct adapters for vLLM, each in its own slot; ``--max-loras K``). Both adapt ``q_proj`` and
 ``v_proj`` at rank 8 (HUT's r only sizes M_A, M_B; it serves three vectors per layer), and both runs restrict
@@ -51,12 +53,15 @@ def make_adapters(base: Path, folder: Path) -> dict[str, Path]:
     return out
 
 
-def bench_command(base: Path, adapter: Optional[Path], count: int, args: argparse.Namespace, output: Path) -> list[str]:
+def bench_command(base: Path, adapter: Optional[Path], count: int, args: argparse.Namespace, output: Path,
+                  eager: bool = False) -> list[str]:
     command = [sys.executable, "-m", "hut_peft.serving.vllm_main", "bench", "throughput", "--model", str(base),
                "--dataset-name", "random", "--random-input-len", str(args.input_len),
                "--random-output-len", str(args.output_len), "--num-prompts", str(args.num_prompts),
                "--dtype", "bfloat16", "--max-model-len", str(2 * (args.input_len + args.output_len)),
                "--max-num-seqs", str(args.max_num_seqs), "--seed", "0", "--output-json", str(output)]
+    if adapter is None and eager:
+        command += ["--enforce-eager"]
     if adapter is not None:
         command += ["--enable-lora", "--lora-path", str(adapter), "--max-loras", str(count), "--max-cpu-loras",
                     str(count), "--max-lora-rank", str(RANK), "--lora-assignment", "round-robin",
@@ -79,10 +84,12 @@ def run_one(command: list[str], output: Path) -> dict:
 
 def table(runs: list[dict]) -> str:
     base = next(r for r in runs if r["method"] == "base")["output_tokens_per_second"]
-    lines = ["| served | adapters | output tokens/s | × base |", "|---|---:|---:|---:|"]
+    eager = next((r for r in runs if r["method"] == "base-eager"), {"output_tokens_per_second": float("nan")})
+    eager_tps = eager["output_tokens_per_second"]
+    lines = ["| served | adapters | output tokens/s | × base | × base eager |", "|---|---:|---:|---:|---:|"]
     for r in runs:
         tps = r["output_tokens_per_second"]
-        lines.append(f"| {r['method']} | {r['adapters'] or '–'} | {tps:,.1f} | {tps / base:.3f} |")
+        lines.append(f"| {r['method']} | {r['adapters'] or '–'} | {tps:,.1f} | {tps / base:.3f} | {tps / eager_tps:.3f} |")
     return "\n".join(lines)
 
 
@@ -103,13 +110,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     base = Path(args.model) if args.model else export_smollm2()
     work = Path(tempfile.mkdtemp(prefix="vllm-bench-"))
     adapters = make_adapters(base, work)
-    plan: list[tuple[str, Optional[Path], int]] = [("base", None, 0)]
+    plan: list[tuple[str, Optional[Path], int]] = [("base", None, 0), ("base-eager", None, 0)]
     for count in map(int, args.counts.split(",")):
         plan += [(method, adapters[method], count) for method in args.methods.split(",")]
     runs = []
     for method, adapter, count in plan:
         output = work / f"{method}-{count}.json"
-        result = run_one(bench_command(base, adapter, count, args, output), output)
+        result = run_one(bench_command(base, adapter, count, args, output, eager=method == "base-eager"), output)
         runs.append({"method": method, "adapters": count, **result})
         print(f"{method:5s} K={count:4d}: {result['output_tokens_per_second']:8.1f} output tokens/s "
               f"({result['wall_s']:.0f} s)", flush=True)
