@@ -12,7 +12,7 @@ import pytest
 from vllm import LLM, SamplingParams
 from vllm.lora.request import LoRARequest
 
-from vllm_fixtures import PROMPTS, _adapted, greedy_reference, make_served_models
+from vllm_fixtures import PROMPTS, adapted_model, greedy_reference, make_served_models
 
 
 def test_base_rows_stay_base_when_every_slot_holds_a_lora(tmp_path_factory: pytest.TempPathFactory,
@@ -20,7 +20,7 @@ def test_base_rows_stay_base_when_every_slot_holds_a_lora(tmp_path_factory: pyte
     root = tmp_path_factory.mktemp("vllm-slots")
     folders = make_served_models(root)
     adapters = {**folders["adapters"], "lora2": root / "lora2"}
-    _adapted(folders["base"], "lora", seed=21, target_modules=["q_proj", "v_proj", "down_proj"], r=8,
+    adapted_model(folders["base"], "lora", seed=21, target_modules=["q_proj", "v_proj", "down_proj"], r=8,
              lora_alpha=16).save_pretrained(adapters["lora2"])
     monkeypatch.setenv("VLLM_CPU_KVCACHE_SPACE", "1")
     llm = LLM(model=str(folders["base"]), enable_lora=True, dtype="float32", max_model_len=128, max_loras=2,

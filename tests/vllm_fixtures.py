@@ -21,7 +21,8 @@ ADAPTERS = {
 }
 
 
-def _adapted(base: Path, method: str, seed: int, **kwargs) -> torch.nn.Module:
+def adapted_model(base: Path, method: str, seed: int, **kwargs) -> torch.nn.Module:
+    """``base`` with a fresh HUT or LoRA adapter whose values are not the identity (seeded)."""
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
@@ -46,10 +47,10 @@ def make_served_models(root: Path) -> dict:
     adapters = {}
     for seed, (name, (method, kwargs)) in enumerate(ADAPTERS.items()):
         adapters[name] = root / "adapters" / name
-        _adapted(base, method, seed=10 + seed, **kwargs).save_pretrained(adapters[name])
+        adapted_model(base, method, seed=10 + seed, **kwargs).save_pretrained(adapters[name])
     other = Path(save_tiny_llama(root / "other-base", hidden_size=64))
     bad = {"wrong_shapes": root / "bad" / "wrong_shapes"}
-    _adapted(other, "hut", seed=0, target_modules=["q_proj"]).save_pretrained(bad["wrong_shapes"])
+    adapted_model(other, "hut", seed=0, target_modules=["q_proj"]).save_pretrained(bad["wrong_shapes"])
     bad["missing_tensor"] = _edited(adapters["attn"], root / "bad" / "missing_tensor",
                                     lambda sd: {k: v for k, v in sd.items() if not k.endswith("q_proj.hut_gamma")})
     bad["not_a_layer"] = _edited(adapters["attn"], root / "bad" / "not_a_layer", lambda sd: {
