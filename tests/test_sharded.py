@@ -285,3 +285,20 @@ def test_our_fsdp1_policy_wraps_where_peft_policy_fails():
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "peft: Must flatten tensors with uniform `requires_grad` when `use_orig_params=False`" in proc.stdout
     assert float(proc.stdout.split("diff:")[1]) < 1e-5
+
+
+def test_cli_closes_the_process_group_after_a_command(tmp_path):
+    """A rank that exits with its gloo group still open can abort at exit (pytorch/pytorch#190489, seen in CI under
+    ZeRO-3): after a command succeeds the CLI waits for every rank and destroys the group; without one it is a no-op."""
+    import torch.distributed as dist
+
+    from hut_peft import cli
+
+    cli._leave_process_group()  # no group: nothing to do
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        cli._leave_process_group()
+        assert not dist.is_initialized()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()

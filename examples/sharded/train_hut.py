@@ -102,6 +102,10 @@ def main(argv: list[str] | None = None) -> None:
         run = {"world_size": trainer.args.world_size, "distributed_type": str(trainer.accelerator.distributed_type),
                "losses": losses}
         (Path(args.output_dir) / "run.json").write_text(json.dumps(run, indent=1))
+    # All ranks leave together and close the process group: a rank that exits first, with gloo's threads still up,
+    # can abort at interpreter exit ("terminate called without an active exception") and fail the whole launch.
+    trainer.accelerator.wait_for_everyone()
+    trainer.accelerator.end_training()
 
 
 if __name__ == "__main__":

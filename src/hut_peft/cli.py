@@ -115,6 +115,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 2
 
 
+def _leave_process_group() -> None:
+    """Under ``accelerate launch``: wait for every rank, then close the process group before the interpreter exits.
+
+    A rank that exits first, with gloo's threads still up, can abort ("terminate called without an active
+    exception") and fail the launch. Only after success: a barrier after a failure would wait for the dead rank.
+    """
+    dist = sys.modules.get("torch.distributed")  # never imports torch for commands that did not
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def _run_command(argv: list[str], module_name: str, extra: str, help_text: str) -> int:
     """Parse and run one sub-command; a missing extra becomes a ``MissingExtraError``, before any work starts."""
     absent = missing_for(extra)
@@ -132,7 +144,9 @@ def _run_command(argv: list[str], module_name: str, extra: str, help_text: str) 
     args = parser.parse_args(rest)
     args.passthrough = passthrough
     try:
-        return int(module.run(args) or 0)
+        code = int(module.run(args) or 0)
+        _leave_process_group()
+        return code
     except ModuleNotFoundError as err:  # an extra installed in part: a lazy import inside the command failed
         raise _module_missing(argv[0], extra, err) from None
     except (ValueError, FileNotFoundError, TypeError) as err:
