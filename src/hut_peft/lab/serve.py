@@ -46,6 +46,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def find_adapters(folder: str | os.PathLike[str]) -> dict[str, Path]:
     """``{name: folder}``: ``folder`` itself if it is an adapter, else each subfolder that is one, sorted by name.
 
+    The library's ``hut_peft.hut.find_saved_adapters`` scans the same way; importing it loads peft and transformers
+    (about 6 s here) before vLLM starts, so this command keeps its own scan, with absolute paths for vLLM.
+
     Raises:
         FileNotFoundError: ``folder`` does not exist.
         ValueError: no adapter in it.
