@@ -97,3 +97,16 @@ def greedy_reference(base: Path, adapter: Optional[Path], prompt: list[int], new
         logprobs.append(float(torch.log_softmax(logits, -1)[token]))
         ids = torch.cat([ids, torch.tensor([[token]])], dim=1)
     return tokens, logprobs
+
+
+@torch.no_grad()
+def teacher_forced_logprobs(base: Path, adapter: Optional[Path], prompt: list[int], tokens: list[int]) -> list[float]:
+    """transformers' (+ peft's) fp32 log-probabilities of ``tokens`` after ``prompt``: one forward, no sampling.
+
+    For engines that do not run fp32 (bf16 serving): their greedy tokens may part from fp32's where two logits
+    nearly tie, so the check is how likely the fp32 model finds the tokens the engine chose.
+    """
+    model = _reference_model(Path(base), None if adapter is None else Path(adapter))
+    ids = torch.tensor([prompt + tokens])
+    logprobs = torch.log_softmax(model(ids).logits[0].float(), -1)
+    return [float(logprobs[len(prompt) - 1 + i, t]) for i, t in enumerate(tokens)]

@@ -19,9 +19,12 @@ identity and vLLM's own LoRA path runs on top, only while some slot holds a non-
 tokens without an adapter: vLLM's CPU ops would give them the last slot's LoRA, ``_lora_on_cpu``).
 
 Fused projections: each peft module (q_proj, k_proj, v_proj) has its own input scale, so a fused ``qkv_proj``
-runs one GEMM per slice on its rows of W0 (same FLOPs as one GEMM). On CPU vLLM repacks W0 for its kernels and
-drops it; plugin.py keeps it for fused layers until each slice is packed the same way (``_pack_slices``). On a
-base without a plain weight (quantised) each scaled slice costs one full GEMM instead.
+runs one GEMM per slice on its rows of W0 (same FLOPs as one GEMM) with ``F.linear``. On CPU vLLM repacks W0 for
+its kernels and may drop it; plugin.py keeps it for fused layers, so every slice reads the plain rows and the
+whole-layer GEMM (a token of no adapter, or no slice scaled) stays vLLM's own, whichever CPU kernel vLLM picked.
+An earlier version packed each slice with vLLM's dispatcher and emptied W0: no faster (301.4 vs 298.0 tokens/s),
+and on CPUs where vLLM falls back to ``F.linear`` (AVX2 only, bf16) the emptied W0 crashed the engine. On a base
+without a plain weight (quantised) each scaled slice costs one full GEMM instead.
 """
 
 from __future__ import annotations
@@ -59,32 +62,6 @@ class HUTLinearMixin:
         self._hut_slots: set[int] = set()
         self._hut_scaled: list[set[int]] = [set() for _ in range(self.n_slices)]
         self._lora_slots: set[int] = set()
-        self._slice_gemms = self._pack_slices() if self._hut_eager and self.n_slices > 1 else None
-
-    def _pack_slices(self) -> Optional[list[torch.nn.Module]]:
-        """On CPU, each output slice of a fused layer's W0 packed by vLLM's own GEMM dispatcher, then W0 dropped.
-
-        vLLM packs a layer's whole weight for its CPU kernels (oneDNN or sgl-kernel); the slices get the same
-        kernels, so a HUT token's GEMMs are vLLM's own. Measured on SmolLM2 with one adapter (vllm bench
-        throughput, one run each), it made no clear difference against ``F.linear`` on the unpacked rows: 301.4
-        against 298.0 output tokens/s; the gap to the base model that prompted it is vLLM's eager adapter mode
-        (docs/serving.md). Memory: W0 twice (whole and by slice) for these layers only. None without a plain W0.
-        """
-        from vllm.model_executor.layers.utils import dispatch_cpu_unquantized_gemm
-
-        weight = getattr(self.base_layer, "weight", None)
-        if not _is_plain(weight, sum(self.output_slices)):
-            return None
-        gemms, start = [], 0
-        for width in self.output_slices:
-            gemm = torch.nn.Module()
-            gemm.weight = torch.nn.Parameter(weight[start:start + width].detach().clone(), requires_grad=False)
-            dispatch_cpu_unquantized_gemm(gemm, remove_weight=True)  # sets gemm.cpu_linear(x, weight, bias)
-            gemms.append(gemm)
-            start += width
-        self.base_layer.weight = torch.nn.Parameter(torch.empty(0, dtype=weight.dtype, device=weight.device),
-                                                    requires_grad=False)  # as vLLM leaves it: the packed copy serves
-        return gemms
 
     # ------------------------------------------------------------------------------------------- slots
     def reset_lora(self, index: int) -> None:
@@ -179,10 +156,7 @@ class HUTLinearMixin:
         for s, width in enumerate(self.output_slices):
             xs = x * self.hut_in[s][slot] if self._scaled(s) else x
             b = None if bias is None else bias[start:start + width]
-            if self._slice_gemms is not None:
-                gemm = self._slice_gemms[s]
-                outs.append(gemm.cpu_linear(xs, gemm.weight, b))
-            elif plain:
+            if plain:
                 outs.append(F.linear(xs, weight[start:start + width], b))
             else:  # no plain W0 (a quantised base): the whole GEMM per scaled slice, its rows kept
                 if xs is x:
