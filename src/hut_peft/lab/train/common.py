@@ -287,6 +287,40 @@ def config_from_args(cls: type[C], args: argparse.Namespace) -> C:
     return cls(**values)
 
 
+def epoch_metrics(log_history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The evaluations in a Trainer's ``state.log_history``: one dict per evaluation, ``eval_`` prefixes dropped,
+    timings left out, ``epoch`` kept."""
+    return [
+        {k.removeprefix("eval_"): v for k, v in log.items()
+         if (k.startswith("eval_") and not k.endswith(("runtime", "per_second"))) or k == "epoch"}
+        for log in log_history
+        if any(k.startswith("eval_") for k in log)
+    ]
+
+
+def best_epoch(record: dict[str, Any], key: str) -> dict[str, Any]:
+    """The epoch with the best headline metric (the paper's protocol), or the final one if none logged."""
+    candidates = [e for e in record["per_epoch"] if key in e] or [record["final"]]
+    return max(candidates, key=lambda e: e.get(key, float("-inf")))
+
+
+def head_optimizer(model, learning_rate: float, head_learning_rate: float, weight_decay: float):
+    """AdamW with the task head (parameters under a ``classifier``, ``score`` or ``qa_outputs`` module, peft's
+    ``modules_to_save`` copies included) at its own rate."""
+    import torch
+
+    from ..methods.arch import HEAD_NAMES
+
+    head, body = [], []
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            (head if set(HEAD_NAMES) & set(name.split(".")) else body).append(param)
+    if not head:
+        raise ValueError(f"--head-learning-rate: this model has no trainable task head ({', '.join(HEAD_NAMES)}).")
+    groups = [{"params": body, "lr": learning_rate}, {"params": head, "lr": head_learning_rate}]
+    return torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=weight_decay)
+
+
 def whole_model(trainer: Any, rebuild: Callable[[], Any]) -> Any:
     """The trained model with whole weights, on rank 0, for work that rank 0 does alone (decoding); None elsewhere.
 

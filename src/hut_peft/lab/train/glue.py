@@ -16,7 +16,10 @@ from typing import Any, Optional
 from ..heads import HEADS, SECOND
 from .common import (
     add_dataclass_arguments,
+    best_epoch,
     config_from_args,
+    epoch_metrics,
+    head_optimizer,
     mean_std,
     parse_seeds,
     run_seeds,
@@ -156,20 +159,6 @@ def _tokenize(dataset, tokenizer, task, max_length: int, head: str):
     return encoded.map(lambda row: {"length": len(row["input_ids"]) + len(row.get("input_ids" + SECOND) or [])})
 
 
-def head_optimizer(model, learning_rate: float, head_learning_rate: float, weight_decay: float):
-    """AdamW with the task head (parameters under a ``classifier`` or ``score`` module) at its own rate."""
-    import torch
-
-    head, body = [], []
-    for name, param in model.named_parameters():
-        if param.requires_grad:
-            (head if {"classifier", "score"} & set(name.split(".")) else body).append(param)
-    if not head:
-        raise ValueError("--head-learning-rate: this model has no trainable 'classifier' or 'score' head.")
-    groups = [{"params": body, "lr": learning_rate}, {"params": head, "lr": head_learning_rate}]
-    return torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=weight_decay)
-
-
 def run_seed(recipe: GlueRecipe, seed: int, settings: dict[str, Any], seed_dir: Path) -> dict[str, Any]:
     """Train and evaluate one seed; return its metrics record."""
     import numpy as np
@@ -229,12 +218,7 @@ def run_seed(recipe: GlueRecipe, seed: int, settings: dict[str, Any], seed_dir: 
     resume = recipe.resume and any(seed_dir.glob("checkpoint-*"))
     start = time.perf_counter()
     train_out = trainer.train(resume_from_checkpoint=True if resume else None)
-    per_epoch = [
-        {k.removeprefix("eval_"): v for k, v in log.items()
-         if (k.startswith("eval_") and not k.endswith(("runtime", "per_second"))) or k == "epoch"}
-        for log in trainer.state.log_history
-        if any(k.startswith("eval_") for k in log)
-    ]
+    per_epoch = epoch_metrics(trainer.state.log_history)
     final = trainer.evaluate()
     elapsed = time.perf_counter() - start
     if recipe.save_adapter:
@@ -281,12 +265,6 @@ def base_model(source: Any, task: str, head: str) -> Any:
         )
     return EmbeddingClassifier(AutoModel.from_pretrained(source.path, **source.kwargs()), spec.num_labels,
                                pair=spec.sentence2_key is not None)
-
-
-def best_epoch(record: dict[str, Any], key: str) -> dict[str, Any]:
-    """The epoch with the best headline metric (the paper's protocol), or the final one if none logged."""
-    candidates = [e for e in record["per_epoch"] if key in e] or [record["final"]]
-    return max(candidates, key=lambda e: e.get(key, float("-inf")))
 
 
 def run_glue(recipe: GlueRecipe) -> dict[str, Any]:
