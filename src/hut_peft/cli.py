@@ -32,6 +32,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
                "Collect results.json files into markdown tables and the paper's Figure 3."),
     "weights": ("hut_peft.lab.weights", EXPERIMENTS,
                 "Correlation of W0 and the merged W_new, relative change and rank of the update, from saved adapters."),
+    "squad": ("hut_peft.lab.train.squad", EXPERIMENTS,
+              "Train and evaluate a method on SQuAD v1.1 extractive QA; official EM/F1 and predictions file."),
     "e2e": ("hut_peft.lab.train.e2e", EXPERIMENTS, "Train a causal LM on E2E NLG, decode, and score it (the paper's Table 3)."),
     "serve": ("hut_peft.lab.serve", SERVE,
               "Serve a base model and a folder of HUT (and LoRA) adapters with vLLM's OpenAI server."),

@@ -2,7 +2,7 @@
 
 A sweep file::
 
-    recipe: glue                      # or e2e
+    recipe: glue                      # or e2e, squad
     output_dir: runs/glue-minilm
     tasks: [rte, mrpc]                # glue only
     seeds: "0,1,2"
@@ -22,7 +22,8 @@ A variant with ``lr_grid`` runs in two stages: one cell per learning rate on the
 (``<label>/lr=<value>/``), then, once they are all finished, the cell itself on every seed at the rate whose
 headline (the best-epoch primary metric for GLUE, BLEU for E2E) was highest; the grid's run of the first seed
 is reused, not trained again. The selection is kept in the cell's ``results.json`` (``lr_selection``).
-``lr_from: <label>`` gives a variant the rate chosen for another variant of the same task. With
+With ``grids_first: true`` every variant's grid runs before any variant's other seeds (a first comparison at
+the chosen rates lands early). ``lr_from: <label>`` gives a variant the rate chosen for another variant of the same task. With
 ``lr_grid_extend: N`` a winner at either edge of the grid gets one more probe a grid step beyond it, up to N times,
 so a rate is never chosen only because the grid stopped there. A finished cell whose rate is no longer the
 chosen one (the grid grew) is cleared and run again at the new rate.
@@ -54,6 +55,9 @@ from .train.common import load_config_file, parse_seeds
 logger = logging.getLogger(__name__)
 
 
+RECIPES = ("glue", "e2e", "squad")  # only glue has tasks; the others' cells sit in a folder named after the recipe
+
+
 @dataclass
 class Cell:
     """One recipe run: a variant on a task, over the sweep's seeds.
@@ -66,6 +70,7 @@ class Cell:
     task: Optional[str]
     label: str
     fields: dict[str, Any] = field(default_factory=dict)
+    recipe: str = "e2e"  # names the folder of a recipe without tasks (e2e, squad)
     grid: list[Cell] = field(default_factory=list)
     lr_from: Optional[str] = None
     extend: int = 0  # how many probes past the planned grid's edge it may grow by
@@ -75,14 +80,15 @@ class Cell:
         """The grid cell of rate ``lr``: this cell's fields on its first seed."""
         fields = {**self.fields, "learning_rate": float(lr), "seeds": str(parse_seeds(self.fields["seeds"])[0]),
                   "tags": {**self.fields["tags"], "lr_grid_of": self.label}}
-        return Cell(table=self.table, task=self.task, label=f"{self.label}/{lr_label(float(lr))}", fields=fields)
+        return Cell(table=self.table, task=self.task, label=f"{self.label}/{lr_label(float(lr))}", fields=fields,
+                    recipe=self.recipe)
 
     @property
     def name(self) -> str:
-        return f"{self.table}/{self.task or 'e2e'}/{self.label}"
+        return f"{self.table}/{self.task or self.recipe}/{self.label}"
 
     def output_dir(self, root: Path) -> Path:
-        return root / self.table / (self.task or "e2e") / self.label
+        return root / self.table / (self.task or self.recipe) / self.label
 
 
 def lr_label(lr: float) -> str:
@@ -92,8 +98,8 @@ def lr_label(lr: float) -> str:
 def plan(spec: dict[str, Any]) -> list[Cell]:
     """Expand a sweep file into cells, validating it with messages that name the key at fault."""
     recipe = spec.get("recipe")
-    if recipe not in ("glue", "e2e"):
-        raise ValueError(f"sweep: 'recipe' must be 'glue' or 'e2e', got {recipe!r}.")
+    if recipe not in RECIPES:
+        raise ValueError(f"sweep: 'recipe' must be one of {', '.join(RECIPES)}, got {recipe!r}.")
     variants = spec.get("variants") or []
     if not variants:
         raise ValueError("sweep: 'variants' is empty; list method names or {label, method, ...} mappings.")
@@ -128,7 +134,8 @@ def plan(spec: dict[str, Any]) -> list[Cell]:
             fields.update(seeds=cell_seeds, tags={"label": label, "table": table}, resume=True)
             if task:
                 fields["task"] = task
-            cell = Cell(table=table, task=task, label=label, fields=fields, lr_from=lr_from, extend=extend)
+            cell = Cell(table=table, task=task, label=label, fields=fields, lr_from=lr_from, extend=extend,
+                        recipe=recipe)
             cell.grid = [cell.probe(lr) for lr in sorted(grid or [])]
             cell.planned = len(cell.grid)
             cells.append(cell)
@@ -143,7 +150,8 @@ def plan(spec: dict[str, Any]) -> list[Cell]:
 
 
 def headline(results: dict[str, Any]) -> float:
-    """The number a learning rate is chosen by: GLUE's best-epoch primary metric, or E2E's BLEU (means)."""
+    """The number a learning rate is chosen by: GLUE's and SQuAD's best-epoch primary metric (SQuAD: F1), or
+    E2E's BLEU (means)."""
     if results.get("recipe") == "e2e":
         return results["summary"]["BLEU"]["mean"]
     return results["summary"]["best"][results["primary_metric"]]["mean"]
@@ -199,9 +207,11 @@ def _sweep_pass(spec: dict[str, Any], dry_run: bool, keep_going: bool, attempted
     """One pass over the plan: run what is runnable and not locked; ``attempted`` collects what this process ran."""
     from .train.e2e import E2ERecipe, run_e2e
     from .train.glue import GlueRecipe, run_glue
+    from .train.squad import SquadRecipe, run_squad
 
     root = Path(spec.get("output_dir", "runs/sweep"))
-    recipe_cls, runner = (GlueRecipe, run_glue) if spec["recipe"] == "glue" else (E2ERecipe, run_e2e)
+    recipe_cls, runner = {"glue": (GlueRecipe, run_glue), "e2e": (E2ERecipe, run_e2e),
+                          "squad": (SquadRecipe, run_squad)}[spec["recipe"]]
     cells = plan(spec)
     graded = {(c.task, c.label): c for c in cells if c.grid}
     report: list[tuple[Cell, str]] = []
@@ -239,10 +249,16 @@ def _sweep_pass(spec: dict[str, Any], dry_run: bool, keep_going: bool, attempted
                               else run_cell(probe, probe.fields))
                 report.append((probe, status))
 
-    for cell in cells:
+    def run_grid(cell: Cell) -> None:
         run_probes(cell)  # stage 1: the learning-rate grid on the first seed
         while _add_probe_past_edge(cell, root):  # a winner at an edge: one more rate beyond it
             run_probes(cell)
+
+    if spec.get("grids_first"):  # every variant's grid before any cell's other seeds
+        for cell in cells:
+            run_grid(cell)
+    for cell in cells:
+        run_grid(cell)
         source = cell if cell.grid else graded.get((cell.task, cell.lr_from))
         if source is not None and source is not cell:  # its grid may have grown since this pass planned it
             _extend_finished(source, root)

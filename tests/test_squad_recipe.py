@@ -1,0 +1,168 @@
+"""The SQuAD recipe: run_qa's windows and labels, the post-processing round trip, and a tiny end-to-end run."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+CONTEXTS = [
+    "Super Bowl 50 was an American football game to determine the champion of the National Football League for the "
+    "2015 season. The American Football Conference champion Denver Broncos defeated the National Football Conference "
+    "champion Carolina Panthers 24 to 10 to earn their third Super Bowl title. The game was played on February 7, "
+    "2016, at Levi's Stadium in the San Francisco Bay Area at Santa Clara, California.",
+    "The Amazon rainforest, also known in English as Amazonia, is a moist broadleaf forest that covers most of the "
+    "Amazon basin of South America. This basin encompasses seven million square kilometres, of which five and a half "
+    "million square kilometres are covered by the rainforest.",
+]
+QUESTIONS = [
+    (0, "Which team won Super Bowl 50?", "Denver Broncos"),
+    (0, "Where was Super Bowl 50 played?", "Santa Clara, California"),
+    (0, "What was the final score?", "24 to 10"),
+    (1, "What is the Amazon rainforest also known as?", "Amazonia"),
+    (1, "How large is the Amazon basin?", "seven million square kilometres"),
+    (1, "What kind of forest is the Amazon rainforest?", "moist broadleaf forest"),
+]
+
+
+def _examples():
+    import datasets
+
+    rows = []
+    for i, (c, question, answer) in enumerate(QUESTIONS):
+        context = CONTEXTS[c]
+        rows.append({"id": f"q{i}", "title": f"T{c}", "context": context, "question": "  " + question,
+                     "answers": {"text": [answer], "answer_start": [context.index(answer)]}})
+    return datasets.Dataset.from_list(rows)
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    from transformers import AutoTokenizer
+
+    from hut_peft.lab.models import resolve_model
+
+    return AutoTokenizer.from_pretrained(resolve_model("minilm").path)
+
+
+@pytest.fixture(scope="module")
+def tiny_qa_setup(tmp_path_factory, tokenizer):
+    """(tiny random BERT QA model with MiniLM's tokenizer, a release folder with a 4-article dev-v1.1.json)."""
+    import torch
+    from transformers import BertConfig, BertForQuestionAnswering
+
+    root = tmp_path_factory.mktemp("tiny-squad")
+    tokenizer.save_pretrained(root / "model")
+    torch.manual_seed(0)
+    BertForQuestionAnswering(BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
+                                        num_attention_heads=4, intermediate_size=37,
+                                        max_position_embeddings=128)).save_pretrained(root / "model")
+    articles = []
+    for a, title in enumerate(["Alpha", "Bravo", "Charlie", "Delta"]):
+        qas = [{"id": f"{title}-{i}", "question": question,
+                "answers": [{"text": answer, "answer_start": CONTEXTS[c].index(answer)}]}
+               for i, (c, question, answer) in enumerate(QUESTIONS) if c == a % 2]
+        articles.append({"title": title, "paragraphs": [{"context": CONTEXTS[a % 2], "qas": qas}]})
+    (root / "data").mkdir()
+    (root / "data" / "dev-v1.1.json").write_text(json.dumps({"version": "1.1", "data": articles}))
+    return root / "model", root / "data"
+
+
+def test_windows_overlap_and_labels_recover_every_gold_span(tokenizer):
+    """Short windows force several per context; each window that holds the answer labels exactly its tokens."""
+    from hut_peft.lab.train.squad import featurize
+
+    examples = _examples()
+    features = featurize(examples, tokenizer, max_length=48, doc_stride=16)
+    assert len(features) > len(examples)  # long contexts became several windows
+    assert max(features["length"]) <= 48
+    gold = {e["id"]: (e["context"], e["answers"]["text"][0]) for e in examples}
+    holding = set()
+    for f in features:
+        context, answer = gold[f["example_id"]]
+        s, e = f["start_positions"], f["end_positions"]
+        offsets = f["offset_mapping"]
+        assert offsets[0] is None  # [CLS] and the question carry no context offsets
+        if s == 0:  # this window does not hold the whole answer: both labels point at [CLS]
+            assert e == 0
+            continue
+        assert context[offsets[s][0]:offsets[e][1]] == answer
+        holding.add(f["example_id"])
+    assert holding == set(gold)  # every question is answerable from at least one of its windows
+
+
+def test_postprocess_round_trip_recovers_the_gold_answers(tokenizer):
+    """Logits peaked at the labelled tokens give back the gold texts, EM 100, through the n-best search."""
+    from hut_peft.lab.metrics.squad import squad_scores
+    from hut_peft.lab.train.squad import featurize, postprocess, references
+
+    examples = _examples()
+    features = featurize(examples, tokenizer, max_length=48, doc_stride=16)
+    width = max(features["length"]) + 5  # padded past every feature, as the Trainer pads with -100
+    start, end = np.full((len(features), width), -100.0), np.full((len(features), width), -100.0)
+    rng = np.random.default_rng(0)
+    for i, f in enumerate(features):
+        start[i, :f["length"]] = rng.normal(size=f["length"])
+        end[i, :f["length"]] = rng.normal(size=f["length"])
+        if f["start_positions"]:
+            start[i, f["start_positions"]] = end[i, f["end_positions"]] = 10.0
+        start[i, 0] = end[i, 0] = 50.0  # [CLS] scores highest but is not a context token: never chosen
+    predictions = postprocess(examples, features, start, end, n_best=20, max_answer_length=30)
+    assert predictions == {e["id"]: e["answers"]["text"][0] for e in examples}
+    assert squad_scores(predictions, references(examples))["exact_match"] == 100.0
+    # max_answer_length caps the span: a 4-token answer cannot be returned under a 2-token limit.
+    short = postprocess(examples, features, start, end, n_best=20, max_answer_length=2)
+    assert short["q4"] != "seven million square kilometres"
+
+
+def test_recipe_end_to_end_writes_official_predictions(tiny_qa_setup, tmp_path, capsys):
+    from hut_peft.cli import main
+    from hut_peft.lab.data.squad import load_squad
+    from hut_peft.lab.metrics.squad import squad_scores
+    from hut_peft.lab.train.squad import references
+
+    model, data = tiny_qa_setup
+    out = tmp_path / "run"
+    assert main(["squad", "--method", "hut", "--model", str(model), "--data-dir", str(data), "--output-dir",
+                 str(out), "--epochs", "2", "--batch-size", "4", "--max-length", "64", "--doc-stride", "16",
+                 "--logging-steps", "1", "--no-save-checkpoints", "--save-adapter", "--precision", "fp32"]) == 0
+    assert "headline (f1, best epoch)" in capsys.readouterr().out
+    results = json.loads((out / "results.json").read_text())
+    assert results["recipe"] == "squad" and results["primary_metric"] == "f1"
+    assert "split by article" in results["data"]
+    record = results["seeds"][0]
+    assert len(record["per_epoch"]) == 2 and record["eval_questions"] == 6 and record["train_features"] > 6
+    assert set(results["summary"]["best"]) == {"exact_match", "f1"}
+    # The predictions file is the official layout and scores to the recipe's own final numbers.
+    predictions = json.loads((out / "seed-0" / "predictions.json").read_text())
+    gold = references(load_squad(data, "validation"))
+    assert set(predictions) == set(gold) and all(isinstance(v, str) for v in predictions.values())
+    assert squad_scores(predictions, gold)["f1"] == pytest.approx(record["final"]["f1"])
+    saved = json.loads((out / "seed-0" / "adapter" / "method.json").read_text())
+    assert saved["task_type"] == "QUESTION_ANS" and saved["trainable"] == results["trainable_parameters"]
+
+
+@pytest.mark.parametrize("method", ["lora", "ia3", "full"])
+def test_every_listed_method_trains_the_span_head(tiny_qa_setup, method):
+    """peft's QUESTION_ANS task type trains a copy of qa_outputs (modules_to_save); full trains everything."""
+    from hut_peft.lab.methods import apply_method
+    from hut_peft.lab.models import resolve_model
+    from hut_peft.lab.train.squad import base_model
+
+    model = apply_method(method, base_model(resolve_model(str(tiny_qa_setup[0]))), task_type="QUESTION_ANS")
+    head = [n for n, p in model.named_parameters() if p.requires_grad and "qa_outputs" in n]
+    assert head and all(("modules_to_save" in n) != (method == "full") for n in head)
+    assert any(p.requires_grad for n, p in model.named_parameters() if "qa_outputs" not in n)
+
+
+def test_sweep_plans_squad_cells_grids_first(tmp_path):
+    from hut_peft.lab.sweep import run_sweep
+
+    spec = {"recipe": "squad", "output_dir": str(tmp_path), "seeds": "0,1", "grids_first": True,
+            "variants": [{"label": "hut", "method": "hut", "lr_grid": [1e-3, 1e-2]},
+                         {"label": "lora", "method": "lora", "lr_grid": [1e-4, 1e-3]}]}
+    names = [cell.name for cell, _ in run_sweep(spec, dry_run=True)]
+    assert names[:4] == ["main/squad/hut/lr=0.001", "main/squad/hut/lr=0.01", "main/squad/lora/lr=0.0001",
+                         "main/squad/lora/lr=0.001"]
+    assert names[4:] == ["main/squad/hut", "main/squad/lora"]
