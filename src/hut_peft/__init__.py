@@ -5,6 +5,7 @@ and ``PeftModel.from_pretrained(model, path)`` work for HUT adapters like for an
 """
 
 from .hut import HUT_PEFT_TYPE, HUTConfig, HUTLayer, HUTModel, load_adapters
+from .hut.tenants import add_adapters
 
 __version__ = "0.2.0"
-__all__ = ["HUTConfig", "HUTLayer", "HUTModel", "HUT_PEFT_TYPE", "load_adapters", "__version__"]
+__all__ = ["HUTConfig", "HUTLayer", "HUTModel", "HUT_PEFT_TYPE", "add_adapters", "load_adapters", "__version__"]

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Optional
 
 import torch
 
@@ -51,6 +51,7 @@ class AdapterRows:
     names: tuple[str, ...]
     layout: tuple[str, ...]
     expand: int = 1
+    joint: Optional[Any] = None  # a tenants.JointStep: rows take their tenant's vectors from its leaves (training)
     present: tuple[str, ...] = field(init=False)
     _slots: dict[tuple[str, int, torch.device], torch.Tensor] = field(init=False, default_factory=dict)
     validated: set[int] = field(init=False, default_factory=set)  # ids of layers whose bank was checked this call

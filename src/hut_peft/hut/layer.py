@@ -369,7 +369,10 @@ class HUTLayer(BaseTunerLayer):
         rows = adapter_names
         if not isinstance(rows, AdapterRows):  # called directly rather than through the tuner
             rows = AdapterRows(tuple(rows), tuple(self.hut_A.keys()))
-        if torch.is_grad_enabled():
+        if rows.joint is not None:  # K tenants trained together (tenants.py): the present tenants' leaves
+            a, c, s = rows.joint.vectors(self)
+            slots = rows.joint.rows
+        elif torch.is_grad_enabled():
             a, c, s = stack_vectors(self, rows.present)
             slots = rows.slots("present", x.shape[0], a.device)
         else:
