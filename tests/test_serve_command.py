@@ -10,14 +10,29 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from hut_peft import cli
-from hut_peft.lab.serve import export_smollm2, find_adapters, lora_rank_flag, vllm_command
+from hut_peft.lab import serve
+from hut_peft.lab.serve import (
+    GIB,
+    cpu_kv_cache_bytes,
+    export_smollm2,
+    exposure_warning,
+    find_adapters,
+    lora_rank_flag,
+    machine_flags,
+    vllm_command,
+)
 
 
 def adapter(folder: Path, peft_type: str = "HUT", **config) -> Path:
+    """A folder as save_pretrained lays it out: the config and a (one-tensor) weights file."""
+    from safetensors.torch import save_file
+
     folder.mkdir(parents=True)
     (folder / "adapter_config.json").write_text(json.dumps({"peft_type": peft_type, **config}))
+    save_file({"base_model.model.proj.hut_gamma": torch.ones(4)}, folder / "adapter_model.safetensors")
     return folder
 
 
@@ -63,7 +78,51 @@ def test_the_default_model_is_written_once_as_a_folder(tmp_path: Path) -> None:
 
     folder = export_smollm2(tmp_path / "smollm2")
     config = AutoConfig.from_pretrained(folder)
-    assert config.model_type == "llama" and config.hidden_size == 576 and str(config.dtype) == "torch.bfloat16"
+    assert config.model_type == "llama" and config.hidden_size == 576 and str(config.dtype) == "torch.float32"
     assert (folder / "tokenizer.json").is_file() and not list(tmp_path.glob(".smollm2.*"))  # no temp left
     stamp = (folder / "config.json").stat().st_mtime_ns
     assert export_smollm2(tmp_path / "smollm2") == folder and (folder / "config.json").stat().st_mtime_ns == stamp
+
+
+def test_machine_defaults_fill_only_what_the_user_left_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(serve, "cpu_build", lambda: True)
+    monkeypatch.setattr(serve, "available_memory", lambda: 21 * GIB)
+    assert machine_flags([], {}) == ["--host", "127.0.0.1", "--kv-cache-memory-bytes", str(2 * GIB)]
+    assert machine_flags(["--host", "0.0.0.0", "--gpu-memory-utilization", "0.3"], {}) == []
+    assert machine_flags(["--host=::1", "--kv-cache-memory-bytes=5000000000"], {}) == []
+    assert machine_flags(["--host", "h"], {"VLLM_CPU_KVCACHE_SPACE": "2"}) == []  # vLLM's own variable wins too
+    monkeypatch.setattr(serve, "cpu_build", lambda: False)  # GPUs: vLLM's memory defaults are right there
+    assert machine_flags([], {}) == ["--host", "127.0.0.1"]
+
+
+@pytest.mark.parametrize("available, expected", [(2 * GIB, GIB), (21 * GIB, 2 * GIB), (100 * GIB, 4 * GIB)])
+def test_the_cpu_kv_cache_is_an_eighth_of_free_memory_within_bounds(available: int, expected: int) -> None:
+    assert cpu_kv_cache_bytes(available) == expected
+
+
+def test_listening_beyond_this_machine_without_a_key_warns() -> None:
+    assert exposure_warning(["serve", "m", "--host", "127.0.0.1"], {}) is None
+    assert "listening on 0.0.0.0 with no --api-key" in exposure_warning(["serve", "m", "--host", "0.0.0.0"], {})
+    assert exposure_warning(["serve", "m", "--host", "0.0.0.0", "--api-key", "k"], {}) is None
+    assert exposure_warning(["serve", "m", "--host=0.0.0.0"], {"VLLM_API_KEY": "k"}) is None
+    assert "every interface" in exposure_warning(["serve", "m"], {})
+
+
+def test_a_bad_adapter_is_named_before_vllm_starts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    adapter(tmp_path / "ads" / "good")
+    bad = adapter(tmp_path / "ads" / "broken")
+    (bad / "adapter_model.safetensors").write_bytes((bad / "adapter_model.safetensors").read_bytes()[:-3])
+    assert cli.main(["serve", "m", "--adapters", str(tmp_path / "ads"), "--print-command"]) == 2
+    err = capsys.readouterr().err
+    assert f"bad adapter {bad.resolve()}: adapter_model.safetensors is truncated" in err
+
+
+def test_print_command_on_the_default_model_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(serve, "CACHE", tmp_path / "cache")
+    adapter(tmp_path / "ads" / "t")
+    assert cli.main(["serve", "--adapters", str(tmp_path / "ads"), "--print-command"]) == 0
+    out, err = capsys.readouterr()
+    assert str(tmp_path / "cache" / "smollm2-135m-instruct-fp32") in out.split() and not (tmp_path / "cache").exists()
+    assert "the fp32 weights resolve_model('smollm2') trains on" in err
+    assert out.split()[out.split().index("--host") + 1] == "127.0.0.1"

@@ -55,6 +55,11 @@ def make_served_models(root: Path) -> dict:
                                     lambda sd: {k: v for k, v in sd.items() if not k.endswith("q_proj.hut_gamma")})
     bad["not_a_layer"] = _edited(adapters["attn"], root / "bad" / "not_a_layer", lambda sd: {
         **sd, **{k.replace("q_proj", "rotary"): v.clone() for k, v in sd.items() if ".layers.0.self_attn.q_proj." in k}})
+    bad["truncated"] = _edited(adapters["attn"], root / "bad" / "truncated", lambda sd: sd)
+    weights = bad["truncated"] / "adapter_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-100])
+    bad["broken_config"] = _edited(adapters["attn"], root / "bad" / "broken_config", lambda sd: sd)
+    (bad["broken_config"] / "adapter_config.json").write_text('{"peft_type": "HUT", "r": ')
     bad["no_weights"] = root / "bad" / "no_weights"
     bad["no_weights"].mkdir(parents=True)
     (bad["no_weights"] / "adapter_config.json").write_text((adapters["attn"] / "adapter_config.json").read_text())

@@ -62,14 +62,16 @@ def _route_hut_folders() -> None:
     from vllm.lora.utils import get_adapter_absolute_path
     from vllm.lora.worker_manager import WorkerLoRAManager
 
-    from .vectors import is_hut_folder
+    from .folders import CONFIG_NAME, read_config
     from .vllm_loader import load_hut_adapter
 
     vllm_load = WorkerLoRAManager._load_adapter
 
     def _load_adapter(self: Any, lora_request: Any) -> Any:
         path = get_adapter_absolute_path(lora_request.lora_path)
-        if not is_hut_folder(path):
+        if not os.path.isfile(os.path.join(path, CONFIG_NAME)):  # a hub name, or no adapter: vLLM's way
+            return vllm_load(self, lora_request)
+        if str(read_config(path).get("peft_type", "")).upper() != "HUT":  # a broken config: our ValueError
             return vllm_load(self, lora_request)
         try:
             return load_hut_adapter(self, lora_request, path)

@@ -21,8 +21,8 @@ from typing import Any, Optional
 
 import torch
 
-CONFIG_NAME = "adapter_config.json"
-WEIGHTS_NAME = "adapter_model.safetensors"
+from .folders import CONFIG_NAME, WEIGHTS_NAME
+
 KINDS = ("hut_A", "hut_B", "hut_gamma", "hut_beta")
 PEFT_PREFIX = "base_model.model."
 
@@ -35,15 +35,6 @@ class ModuleVectors:
     c: torch.Tensor
     gamma: torch.Tensor
     beta: torch.Tensor
-
-
-def is_hut_folder(folder: str | os.PathLike[str]) -> bool:
-    """Whether ``folder`` holds a peft adapter whose ``peft_type`` is HUT (False when it has no readable config)."""
-    try:
-        with open(Path(folder) / CONFIG_NAME) as f:
-            return str(json.load(f).get("peft_type", "")).upper() == "HUT"
-    except (OSError, ValueError):
-        return False
 
 
 def read_adapter(folder: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, dict[str, torch.Tensor]]]:

@@ -15,6 +15,7 @@ from typing import Any
 from vllm.lora.lora_model import LoRAModel
 from vllm.lora.lora_weights import LoRALayerWeights
 
+from .folders import check_weights
 from .vectors import encode, module_vectors, read_adapter
 from .vllm_layers import HUTLinearMixin
 
@@ -53,9 +54,10 @@ def load_hut_adapter(worker_manager: Any, lora_request: Any, path: str) -> HUTLo
 
     Raises:
         FileNotFoundError: the folder has no weights file (vLLM answers 404).
-        ValueError: a setting vLLM cannot serve, a module this model does not adapt, or a tensor of the wrong
-            shape; the message names the folder, the tensor and both shapes.
+        ValueError: a weights file that is not whole, a setting vLLM cannot serve, a module this model does not
+            adapt, or a tensor of the wrong shape; the message names the folder, the tensor and both shapes.
     """
+    check_weights(path)  # a truncated file: our message, not safetensors' (which names no folder)
     config, modules = read_adapter(path)
     sizes = layer_sizes(worker_manager._adapter_manager)
     mapper = getattr(worker_manager._adapter_manager.model, "hf_to_vllm_mapper", None)
