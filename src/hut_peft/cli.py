@@ -35,6 +35,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "squad": ("hut_peft.lab.train.squad", EXPERIMENTS,
               "Train and evaluate a method on SQuAD v1.1 extractive QA; official EM/F1 and predictions file."),
     "e2e": ("hut_peft.lab.train.e2e", EXPERIMENTS, "Train a causal LM on E2E NLG, decode, and score it (the paper's Table 3)."),
+    "tenants": ("hut_peft.lab.tenants", EXPERIMENTS,
+                "Train one HUT adapter per tenant of a dataset in one joint run, each equal to its own run."),
     "serve": ("hut_peft.lab.serve", SERVE,
               "Serve a base model and a folder of HUT (and LoRA) adapters with vLLM's OpenAI server."),
 }
