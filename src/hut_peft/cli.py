@@ -34,6 +34,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
                 "Correlation of W0 and the merged W_new, relative change and rank of the update, from saved adapters."),
     "squad": ("hut_peft.lab.train.squad", EXPERIMENTS,
               "Train and evaluate a method on SQuAD v1.1 extractive QA; official EM/F1 and predictions file."),
+    "explain": ("hut_peft.lab.explain", EXPERIMENTS,
+                "SQuAD Figure 4: words shaded by integrated-gradient attribution per model; the claim, paired."),
     "e2e": ("hut_peft.lab.train.e2e", EXPERIMENTS, "Train a causal LM on E2E NLG, decode, and score it (the paper's Table 3)."),
     "tenants": ("hut_peft.lab.tenants", EXPERIMENTS,
                 "Train one HUT adapter per tenant of a dataset in one joint run, each equal to its own run."),

@@ -119,6 +119,21 @@ class SquadRecipe:
 
 
 # ------------------------------------------------------------------------------------------ pre-processing
+def encode_windows(tokenizer: Any, questions: Sequence[str], contexts: Sequence[str], max_length: int,
+                   doc_stride: int) -> Any:
+    """run_qa's tokenisation: question and context as a pair (context first where the tokenizer pads on the left),
+    the context cut into windows of ``max_length`` tokens overlapping by ``doc_stride``, with offsets; a
+    ``BatchEncoding`` (``overflow_to_sample_mapping`` maps each window to its question)."""
+    pad_on_right = tokenizer.padding_side == "right"
+    questions = [q.lstrip() for q in questions]  # leading spaces waste window space
+    return tokenizer(
+        questions if pad_on_right else list(contexts),
+        list(contexts) if pad_on_right else questions,
+        truncation="only_second" if pad_on_right else "only_first",
+        max_length=max_length, stride=doc_stride, return_overflowing_tokens=True, return_offsets_mapping=True,
+    )
+
+
 def prepare_features(examples: Mapping[str, list], tokenizer: Any, max_length: int, doc_stride: int) -> dict[str, list]:
     """run_qa's features of a batch of questions: one per window of the context, with labels and offsets.
 
@@ -126,15 +141,8 @@ def prepare_features(examples: Mapping[str, list], tokenizer: Any, max_length: i
     index where this window does not hold it whole), ``example_id`` and ``offset_mapping`` (character offsets
     into the context for context tokens, ``None`` for the question and special tokens), and ``length``.
     """
-    pad_on_right = tokenizer.padding_side == "right"
-    context_index = 1 if pad_on_right else 0
-    questions = [q.lstrip() for q in examples["question"]]  # leading spaces waste window space
-    encoded = tokenizer(
-        questions if pad_on_right else examples["context"],
-        examples["context"] if pad_on_right else questions,
-        truncation="only_second" if pad_on_right else "only_first",
-        max_length=max_length, stride=doc_stride, return_overflowing_tokens=True, return_offsets_mapping=True,
-    )
+    context_index = 1 if tokenizer.padding_side == "right" else 0
+    encoded = encode_windows(tokenizer, examples["question"], examples["context"], max_length, doc_stride)
     sample_mapping = encoded.pop("overflow_to_sample_mapping")
     offset_mapping = encoded.pop("offset_mapping")
     out: dict[str, list] = {**encoded, "start_positions": [], "end_positions": [], "example_id": [],
@@ -192,8 +200,6 @@ def postprocess(examples: Any, features: Any, start_logits: Sequence, end_logits
     ``start_logits`` / ``end_logits``: ``(n_features, length)``, in ``features`` order; rows may be padded (the
     Trainer pads with -100) past each feature's length.
     """
-    import numpy as np
-
     by_example: dict[str, list[int]] = defaultdict(list)
     for i, example_id in enumerate(features["example_id"]):
         by_example[example_id].append(i)
@@ -202,18 +208,32 @@ def postprocess(examples: Any, features: Any, start_logits: Sequence, end_logits
     for example in examples:
         best_score, best_text = None, ""
         for i in by_example.get(example["id"], []):
-            starts, ends, offsets = np.asarray(start_logits[i]), np.asarray(end_logits[i]), offsets_of[i]
-            for s in np.argsort(starts)[::-1][:n_best]:
-                for e in np.argsort(ends)[::-1][:n_best]:
-                    if s >= len(offsets) or e >= len(offsets) or offsets[s] is None or offsets[e] is None:
-                        continue
-                    if e < s or e - s + 1 > max_answer_length:
-                        continue
-                    score = float(starts[s] + ends[e])
-                    if best_score is None or score > best_score:
-                        best_score, best_text = score, example["context"][offsets[s][0]:offsets[e][1]]
+            found = best_span(start_logits[i], end_logits[i], offsets_of[i], n_best, max_answer_length)
+            if found is not None and (best_score is None or found[0] > best_score):
+                best_score, best_text = found[0], example["context"][offsets_of[i][found[1]][0]:
+                                                                     offsets_of[i][found[2]][1]]
         predictions[example["id"]] = best_text
     return predictions
+
+
+def best_span(start_logits: Sequence[float], end_logits: Sequence[float], offsets: Sequence, n_best: int = 20,
+              max_answer_length: int = 30) -> Optional[tuple[float, int, int]]:
+    """The best valid span of one window, ``(start + end logit, start token, end token)``, or None (see
+    ``postprocess``: context tokens only, end not before start, at most ``max_answer_length`` tokens)."""
+    import numpy as np
+
+    starts, ends = np.asarray(start_logits), np.asarray(end_logits)
+    best = None
+    for s in np.argsort(starts)[::-1][:n_best]:
+        for e in np.argsort(ends)[::-1][:n_best]:
+            if s >= len(offsets) or e >= len(offsets) or offsets[s] is None or offsets[e] is None:
+                continue
+            if e < s or e - s + 1 > max_answer_length:
+                continue
+            score = float(starts[s] + ends[e])
+            if best is None or score > best[0]:
+                best = (score, int(s), int(e))
+    return best
 
 
 def references(examples: Any) -> dict[str, list[str]]:

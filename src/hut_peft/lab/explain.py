@@ -1,0 +1,355 @@
+"""`hut-peft explain`: the paper's Figure 4, reproducible, and its claim measured (docs/squad.md).
+
+For a fixed random sample of held-out SQuAD questions, every model given (saved by ``hut-peft squad
+--save-adapter``, or ``base``: the pretrained encoder with a new, untrained span head) answers, and integrated
+gradients (``lab/attribution.py``) give each input token's share of the answer's score. Outputs, in
+``--output-dir``:
+
+- ``records.jsonl``: one line per (question, model): prediction, EM / F1, shares, completeness; resumable, a
+  finished pair is not computed again;
+- ``claim.json`` and ``claim.md``: for the two ``--compare`` models, paired per question, the share on the gold
+  answer and on context words that repeat the question's content words (Wilcoxon signed-rank, matched-pairs
+  rank-biserial effect size), and per model the share on the answer when it is right against when it is wrong
+  (Mann-Whitney U, rank-biserial);
+- ``figure4.png`` and ``figure4.html``: questions chosen by a stated rule (the first ``--figure-questions`` of the
+  sample, in sample order, that exactly one of the two compared models answers exactly right), or by ``--questions``;
+  each word shaded by its share, per model, side by side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import json
+import logging
+import random
+from pathlib import Path
+from typing import Any
+
+from .atomic import write_json_atomic, write_text_atomic
+
+logger = logging.getLogger(__name__)
+SHARES = ("answer", "question_words_in_context", "question", "other_context")
+BASE = "base"
+
+
+def parse_models(items: list[str]) -> dict[str, str | None]:
+    """``["hut=DIR", "lora=DIR", "base"]`` → ``{"hut": DIR, "lora": DIR, "base": None}``.
+
+    Raises:
+        ValueError: An item that is neither ``base`` nor ``LABEL=DIR``, or a repeated label.
+    """
+    models: dict[str, str | None] = {}
+    for item in items:
+        label, _, folder = item.partition("=")
+        if item != BASE and not (label and folder):
+            raise ValueError(f"--models: {item!r} is neither 'base' nor LABEL=ADAPTER_DIR (a seed-N/adapter folder "
+                             "written by `hut-peft squad --save-adapter`).")
+        if label in models:
+            raise ValueError(f"--models: the label {label!r} is given twice.")
+        models[label] = folder or None
+    return models
+
+
+def load_model(adapter_dir: str | None, model: str | None, seed: int = 0) -> Any:
+    """A QA model in fp32 eval mode: the base with its method and trained tensors loaded, or (``None``) the base with
+    a span head initialised from ``seed``."""
+    import torch
+
+    from .methods.checkpoint import load_trainable
+    from .models import DEFAULT_ENCODER, resolve_model
+    from .train.squad import base_model
+
+    torch.manual_seed(seed)
+    qa = base_model(resolve_model(model, default=DEFAULT_ENCODER))
+    if adapter_dir is not None:
+        qa = load_trainable(qa, adapter_dir)
+    return qa.float().eval()
+
+
+def sample_questions(examples: Any, n: int, seed: int) -> list[int]:
+    """Indices of a fixed random sample (``random.Random(seed)``), in sample order; all questions, shuffled, if
+    ``n`` is not below their number."""
+    return random.Random(seed).sample(range(len(examples)), min(n, len(examples)))
+
+
+def read_records(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def explain_all(models: dict[str, str | None], examples: Any, order: list[int], out: Path, args: Any) -> list[dict]:
+    """Compute (or reuse) one record per (question, model); append each to ``records.jsonl`` as it is made."""
+    from transformers import AutoTokenizer
+
+    from .attribution import explain_question
+    from .metrics.squad import question_scores
+    from .models import DEFAULT_ENCODER, resolve_model
+
+    path = out / "records.jsonl"
+    records = read_records(path)
+    done = {(r["id"], r["model"]) for r in records}
+    source = resolve_model(args.model, default=DEFAULT_ENCODER)
+    tokenizer = AutoTokenizer.from_pretrained(source.path, **source.kwargs())
+    out.mkdir(parents=True, exist_ok=True)
+    for label, folder in models.items():
+        todo = [i for i in order if (examples[i]["id"], label) not in done]
+        if not todo:
+            continue
+        model = load_model(folder, args.model, args.seed)
+        logger.info("%s: %d questions to explain", label, len(todo))
+        with path.open("a") as handle:
+            for n, i in enumerate(todo):
+                example = examples[i]
+                e = explain_question(model, tokenizer, example, args.max_length, args.doc_stride, n_steps=args.n_steps)
+                em, f1 = question_scores(e.prediction, example["answers"]["text"])
+                record = {"id": example["id"], "model": label, "prediction": e.prediction, "exact_match": em,
+                          "f1": f1, "shares": e.shares, "target": e.target, "delta": e.delta}
+                handle.write(json.dumps(record) + "\n")
+                handle.flush()
+                records.append(record)
+                if n % 50 == 0:
+                    logger.info("%s: %d/%d", label, n, len(todo))
+    return records
+
+
+def _rank_biserial_paired(diffs: list[float]) -> float:
+    """Matched-pairs rank-biserial correlation: (R+ − R−) / (R+ + R−) over the ranks of the non-zero |d|."""
+    from scipy.stats import rankdata
+
+    nonzero = [d for d in diffs if d != 0]
+    if not nonzero:
+        return 0.0
+    ranks = rankdata([abs(d) for d in nonzero])
+    plus = sum(r for r, d in zip(ranks, nonzero) if d > 0)
+    minus = sum(r for r, d in zip(ranks, nonzero) if d < 0)
+    return float((plus - minus) / (plus + minus))
+
+
+def paired_claim(records: list[dict], a: str, b: str, order_ids: list[str]) -> dict[str, Any]:
+    """``a`` against ``b`` per question on each share (Wilcoxon signed-rank, two-sided), and correct vs wrong."""
+    import statistics
+
+    from scipy.stats import mannwhitneyu, wilcoxon
+
+    by = {(r["id"], r["model"]): r for r in records}
+    ids = [q for q in order_ids if (q, a) in by and (q, b) in by]
+    if len(ids) < 5:
+        raise ValueError(f"--compare {a},{b}: only {len(ids)} questions have records for both; need at least 5.")
+    out: dict[str, Any] = {"models": [a, b], "questions": len(ids), "shares": {}, "correct_vs_wrong": {},
+                           "scores": {}}
+    for key in ("answer", "question_words_in_context", "question"):
+        xa = [by[(q, a)]["shares"][key] for q in ids]
+        xb = [by[(q, b)]["shares"][key] for q in ids]
+        diffs = [x - y for x, y in zip(xa, xb)]
+        test = wilcoxon(xa, xb) if any(diffs) else None
+        out["shares"][key] = {
+            f"mean_{a}": statistics.fmean(xa), f"mean_{b}": statistics.fmean(xb),
+            f"median_{a}": statistics.median(xa), f"median_{b}": statistics.median(xb),
+            "median_difference": statistics.median(diffs), "mean_difference": statistics.fmean(diffs),
+            f"share_of_questions_{a}_higher": sum(d > 0 for d in diffs) / len(diffs),
+            "wilcoxon_statistic": float(test.statistic) if test else None,
+            "p_value": float(test.pvalue) if test else 1.0,
+            "rank_biserial": _rank_biserial_paired(diffs),
+        }
+    for label in (a, b):
+        rows = [by[(q, label)] for q in ids]
+        out["scores"][label] = {"exact_match": 100 * statistics.fmean(r["exact_match"] for r in rows),
+                                "f1": 100 * statistics.fmean(r["f1"] for r in rows),
+                                "max_relative_delta": max(abs(r["delta"]) / max(abs(r["target"]), 1e-6) for r in rows)}
+        right = [r["shares"]["answer"] for r in rows if r["exact_match"]]
+        wrong = [r["shares"]["answer"] for r in rows if not r["exact_match"]]
+        entry: dict[str, Any] = {"n_correct": len(right), "n_wrong": len(wrong)}
+        if right and wrong:
+            test = mannwhitneyu(right, wrong, alternative="two-sided")
+            entry.update(median_correct=statistics.median(right), median_wrong=statistics.median(wrong),
+                         mann_whitney_u=float(test.statistic), p_value=float(test.pvalue),
+                         rank_biserial=float(2 * test.statistic / (len(right) * len(wrong)) - 1))
+        out["correct_vs_wrong"][label] = entry
+    return out
+
+
+def claim_markdown(claim: dict[str, Any], command: str) -> str:
+    """The claim as a short markdown section (numbers only from ``claim``)."""
+    a, b = claim["models"]
+    names = {"answer": "gold answer span", "question_words_in_context": "context words repeating the question's "
+             "content words", "question": "the question itself"}
+    lines = [f"Paired over {claim['questions']} held-out questions (`{command}`):", "",
+             f"| share of attribution on | {a} (mean) | {b} (mean) | median {a} − {b} | {a} higher on | Wilcoxon p "
+             "| rank-biserial r |", "|---|---|---|---|---|---|---|"]
+    for key, s in claim["shares"].items():
+        lines.append(f"| {names[key]} | {s[f'mean_{a}']:.3f} | {s[f'mean_{b}']:.3f} | {s['median_difference']:+.3f} "
+                     f"| {100 * s[f'share_of_questions_{a}_higher']:.0f}% | {s['p_value']:.2g} | "
+                     f"{s['rank_biserial']:+.2f} |")
+    lines += ["", "| model | EM | F1 | answer share, correct (median) | answer share, wrong (median) | n right / wrong "
+              "| Mann-Whitney p | rank-biserial r |", "|---|---|---|---|---|---|---|---|"]
+    for label in (a, b):
+        c, s = claim["correct_vs_wrong"][label], claim["scores"][label]
+        if "median_correct" in c:
+            lines.append(f"| {label} | {s['exact_match']:.1f} | {s['f1']:.1f} | {c['median_correct']:.3f} | "
+                         f"{c['median_wrong']:.3f} | {c['n_correct']} / {c['n_wrong']} | {c['p_value']:.2g} | "
+                         f"{c['rank_biserial']:+.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def pick_examples(records: list[dict], a: str, b: str, order_ids: list[str], k: int) -> list[str]:
+    """The rule: the first ``k`` questions of the sample, in sample order, that exactly one of ``a``, ``b`` answers
+    exactly right."""
+    by = {(r["id"], r["model"]): r for r in records}
+    picked = [q for q in order_ids if (q, a) in by and (q, b) in by
+              and by[(q, a)]["exact_match"] != by[(q, b)]["exact_match"]]
+    return picked[:k]
+
+
+def _color(share: float, top: float) -> tuple[float, float, float, float]:
+    return (0.85, 0.1, 0.1, min(1.0, share / top) if top > 0 else 0.0)
+
+
+def render(panels: list[dict[str, Any]], png: Path, page: Path, words_around: int = 40) -> None:
+    """Draw each (question, model) panel's words shaded by share: a PNG (context cut to ``words_around`` words
+    each side of the gold answer) and an HTML page (whole windows). Gold answer words are underlined, the predicted
+    answer is boxed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    width_chars, line_h = 150, 1.0
+    layouts = []
+    for panel in panels:
+        words = panel["words"]
+        gold = [i for i, w in enumerate(words) if w["answer"]]
+        context = [i for i, w in enumerate(words) if w["kind"] == "context"]
+        lo = max(context[0], (gold[0] if gold else context[0]) - words_around) if context else 0
+        hi = min(context[-1], (gold[-1] if gold else context[0]) + words_around) if context else -1
+        shown = [w for i, w in enumerate(words) if w["kind"] == "question" or lo <= i <= hi]
+        lines, line, used = [], [], 0
+        for w in shown:
+            if used + len(w["text"]) + 1 > width_chars and line:
+                lines.append(line)
+                line, used = [], 0
+            line.append((used, w))
+            used += len(w["text"]) + 1
+        lines.append(line)
+        layouts.append(lines)
+    total_lines = sum(len(lines) + 2.5 for lines in layouts)
+    fig = plt.figure(figsize=(16, 0.22 * total_lines + 0.5))
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.set_xlim(0, width_chars)
+    ax.set_ylim(total_lines, 0)
+    ax.axis("off")
+    y = 0.5
+    for panel, lines in zip(panels, layouts):
+        top = max(w["share"] for w in panel["words"]) or 1.0
+        mark = "right" if panel["exact_match"] else "wrong"
+        ax.text(0, y, f"{panel['model']} · {panel['id']} · predicted: “{panel['prediction']}” ({mark}) · gold: "
+                      f"“{panel['gold']}”", fontsize=8, weight="bold", va="center")
+        y += line_h * 1.3
+        for line in lines:
+            for x, w in line:
+                box = {"facecolor": _color(w["share"], top), "edgecolor": "black" if w["predicted"] else "none",
+                       "pad": 1.0, "linewidth": 0.6}
+                ax.text(x, y, w["text"], family="monospace", fontsize=7, va="center", bbox=box,
+                        style="italic" if w["kind"] == "question" else "normal",
+                        **({"color": "navy", "weight": "bold"} if w["answer"] else {}))
+            y += line_h
+        y += line_h * 1.2
+    fig.savefig(png, dpi=130)
+    plt.close(fig)
+    parts = ["<!doctype html><meta charset='utf-8'><title>SQuAD attributions (Figure 4)</title>",
+             "<style>body{font-family:sans-serif;max-width:70em}span{padding:1px 2px;line-height:1.9}"
+             ".gold{text-decoration:underline;font-weight:bold;color:navy}.pred{outline:1px solid black}"
+             ".q{font-style:italic}</style>",
+             "<p>Each word shaded by its share of |integrated-gradient attribution| to the predicted span's score "
+             "(darkest = the panel's largest share); gold answer underlined, predicted answer boxed, question in "
+             "italics.</p>"]
+    for panel in panels:
+        top = max(w["share"] for w in panel["words"]) or 1.0
+        mark = "right" if panel["exact_match"] else "wrong"
+        parts.append(f"<h3>{html.escape(panel['model'])} · {html.escape(panel['id'])}</h3><p>predicted "
+                     f"“{html.escape(panel['prediction'])}” ({mark}); gold “{html.escape(panel['gold'])}”</p><p>")
+        for w in panel["words"]:
+            classes = " ".join(c for c, on in (("gold", w["answer"]), ("pred", w["predicted"]),
+                                               ("q", w["kind"] == "question")) if on)
+            alpha = min(1.0, w["share"] / top)
+            parts.append(f"<span class='{classes}' style='background:rgba(217,26,26,{alpha:.2f})' "
+                         f"title='{w['share']:.4f}'>{html.escape(w['text'])}</span> ")
+        parts.append("</p>")
+    write_text_atomic(page, "\n".join(parts) + "\n")
+
+
+def figure_panels(models: dict[str, str | None], examples: Any, ids: list[str], args: Any) -> list[dict]:
+    """Explain the chosen questions again, keeping the words, for every model."""
+    from transformers import AutoTokenizer
+
+    from .attribution import explain_question, words
+    from .metrics.squad import question_scores
+    from .models import DEFAULT_ENCODER, resolve_model
+
+    source = resolve_model(args.model, default=DEFAULT_ENCODER)
+    tokenizer = AutoTokenizer.from_pretrained(source.path, **source.kwargs())
+    index = {qid: i for i, qid in enumerate(examples["id"])}
+    missing = [q for q in ids if q not in index]
+    if missing:
+        raise ValueError(f"--questions: {', '.join(missing)} not among the evaluated questions.")
+    panels = []
+    for label, folder in models.items():
+        model = load_model(folder, args.model, args.seed)
+        for q in ids:
+            example = examples[index[q]]
+            e = explain_question(model, tokenizer, example, args.max_length, args.doc_stride, n_steps=args.n_steps)
+            panels.append({"model": label, "id": q, "prediction": e.prediction,
+                           "exact_match": question_scores(e.prediction, example["answers"]["text"])[0],
+                           "gold": example["answers"]["text"][0], "words": words(e, example)})
+    order = {label: n for n, label in enumerate(models)}
+    return sorted(panels, key=lambda p: (ids.index(p["id"]), order[p["model"]]))
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--models", nargs="+", required=True,
+                        help="LABEL=ADAPTER_DIR (a seed-N/adapter folder of `hut-peft squad --save-adapter`) or "
+                             "'base' (the pretrained encoder, untrained span head), e.g. hut=... lora=... base.")
+    parser.add_argument("--model", help="The base model the adapters were trained on (default: minilm).")
+    parser.add_argument("--data-dir", help="Release folder (default: the hub); the held-out split is explained.")
+    parser.add_argument("--sample", type=int, default=500, help="Questions in the fixed random sample (default 500).")
+    parser.add_argument("--seed", type=int, default=0, help="Seed of the sample and of base's span head.")
+    parser.add_argument("--compare", default="hut,lora", help="The two labels compared per question.")
+    parser.add_argument("--questions", help="Comma-separated question ids for the figure (default: the rule).")
+    parser.add_argument("--figure-questions", type=int, default=3, help="How many questions the rule picks.")
+    parser.add_argument("--n-steps", type=int, default=32, help="Integration steps (Gauss-Legendre).")
+    parser.add_argument("--max-length", type=int, default=384)
+    parser.add_argument("--doc-stride", type=int, default=128)
+    parser.add_argument("--output-dir", default="runs/explain", help="Where records, claim and figure go.")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Entry point of `hut-peft explain`."""
+    import sys
+
+    from .data.squad import load_squad
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    models = parse_models(args.models)
+    a, _, b = args.compare.partition(",")
+    if a not in models or b not in models:
+        raise ValueError(f"--compare {args.compare!r}: both labels must be among --models ({', '.join(models)}).")
+    if args.sample < 1 or args.n_steps < 2:
+        raise ValueError(f"--sample must be >= 1 and --n-steps >= 2, got {args.sample} and {args.n_steps}.")
+    out = Path(args.output_dir)
+    examples = load_squad(args.data_dir, "validation")
+    order = sample_questions(examples, args.sample, args.seed)
+    order_ids = [examples[i]["id"] for i in order]
+    records = explain_all(models, examples, order, out, args)
+    command = "hut-peft explain " + " ".join(sys.argv[2:])
+    claim = paired_claim(records, a, b, order_ids)
+    claim.update(sample=args.sample, seed=args.seed, n_steps=args.n_steps, models=[a, b], adapters=models)
+    write_json_atomic(out / "claim.json", claim)
+    write_text_atomic(out / "claim.md", claim_markdown(claim, command))
+    ids = args.questions.split(",") if args.questions else pick_examples(records, a, b, order_ids,
+                                                                         args.figure_questions)
+    if ids:
+        render(figure_panels(models, examples, ids, args), out / "figure4.png", out / "figure4.html")
+    print((out / "claim.md").read_text())
+    print(f"figure: {out / 'figure4.png'}, {out / 'figure4.html'} ({', '.join(ids) or 'no question fits the rule'})")
+    return 0

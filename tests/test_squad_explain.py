@@ -1,0 +1,121 @@
+"""Figure 4's machinery: integrated gradients' completeness, the attribution shares, the paired statistics, the
+figure files and `hut-peft explain` end to end on a tiny model."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from squad_fixtures import CONTEXTS, write_tiny_qa_setup
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    from transformers import AutoTokenizer
+
+    from hut_peft.lab.models import resolve_model
+
+    return AutoTokenizer.from_pretrained(resolve_model("minilm").path)
+
+
+@pytest.fixture(scope="module")
+def tiny_qa_setup(tmp_path_factory, tokenizer):
+    return write_tiny_qa_setup(tmp_path_factory.mktemp("tiny-squad"), tokenizer)
+
+
+def _example(question: str, answer: str, context: str = CONTEXTS[0]) -> dict:
+    return {"id": "x", "question": question, "context": context,
+            "answers": {"text": [answer], "answer_start": [context.index(answer)]}}
+
+
+def test_integrated_gradients_sum_to_the_score_difference(tiny_qa_setup, tokenizer):
+    """Completeness: Σ attributions = f(x) − f(baseline) up to the integral's error, which Captum reports."""
+    from hut_peft.lab.attribution import explain_question
+    from hut_peft.lab.explain import load_model
+
+    model = load_model(None, str(tiny_qa_setup[0]))
+    e = explain_question(model, tokenizer, _example("Which team won Super Bowl 50?", "Denver Broncos"), n_steps=32)
+    assert abs(e.target) > 1e-3  # a real difference to explain
+    assert sum(e.scores) == pytest.approx(e.target, abs=1e-3 * max(1.0, abs(e.target)))
+    assert sum(e.scores) - e.target == pytest.approx(e.delta, abs=1e-4)
+    assert [s for s, k in zip(e.scores, e.kinds) if k == "special"] == [0.0] * e.kinds.count("special")
+    assert sum(e.shares.values()) == pytest.approx(1.0) and e.prediction in CONTEXTS[0]
+
+
+def test_shares_split_the_attribution_by_where_it_falls():
+    from hut_peft.lab.attribution import attribution_shares, content_words
+
+    assert content_words("Which team won the Super Bowl?") == {"team", "won", "super", "bowl"}
+    context = "the team Denver won it"
+    kinds = ["special", "question", "question", "context", "context", "context", "context", "context", "special"]
+    spans = [None, (0, 4), (5, 8), (0, 3), (4, 8), (9, 15), (16, 19), (20, 22), None]
+    scores = [9.0, 1.0, -1.0, 1.0, -2.0, 3.0, 1.0, 1.0, 9.0]  # specials never count; signs do not matter
+    shares = attribution_shares(kinds, spans, scores, context, "Which team won?", [(9, 15)])
+    assert shares == pytest.approx({"answer": 0.3, "question_words_in_context": 0.3, "question": 0.2,
+                                    "other_context": 0.2})
+
+
+def _records(n: int, gap: float) -> list[dict]:
+    records = []
+    for i in range(n):
+        for model, answer in (("hut", 0.2 + gap + 0.01 * i), ("lora", 0.2 + 0.01 * i)):
+            records.append({"id": f"q{i}", "model": model, "exact_match": float(i % 2 == 0), "f1": 0.5,
+                            "target": 1.0, "delta": 1e-4,
+                            "shares": {"answer": answer + (0.1 if i % 2 == 0 else 0.0),
+                                       "question_words_in_context": 0.1, "question": 0.2 + 0.001 * i}})
+    return records
+
+
+def test_paired_claim_reports_direction_test_and_effect_size():
+    from hut_peft.lab.explain import claim_markdown, paired_claim, pick_examples
+
+    ids = [f"q{i}" for i in range(20)]
+    claim = paired_claim(_records(20, 0.05), "hut", "lora", ids)
+    answer = claim["shares"]["answer"]
+    assert answer["rank_biserial"] == 1.0 and answer["share_of_questions_hut_higher"] == 1.0
+    assert answer["median_difference"] == pytest.approx(0.05) and answer["p_value"] < 1e-3
+    assert claim["shares"]["question_words_in_context"]["p_value"] == 1.0  # no difference at all
+    right_wrong = claim["correct_vs_wrong"]["lora"]
+    assert (right_wrong["n_correct"], right_wrong["n_wrong"]) == (10, 10) and right_wrong["rank_biserial"] > 0.5
+    assert "| gold answer span |" in claim_markdown(claim, "hut-peft explain ...")
+    assert pick_examples(_records(20, 0.05), "hut", "lora", ids, 3) == []  # nobody disagrees on EM
+    with pytest.raises(ValueError, match="only 2 questions"):
+        paired_claim(_records(2, 0.05), "hut", "lora", ids)
+
+
+def test_parse_models_errors_name_the_item():
+    from hut_peft.lab.explain import parse_models
+
+    assert parse_models(["hut=a", "base"]) == {"hut": "a", "base": None}
+    with pytest.raises(ValueError, match="neither 'base' nor LABEL=ADAPTER_DIR"):
+        parse_models(["hut"])
+    with pytest.raises(ValueError, match="given twice"):
+        parse_models(["hut=a", "hut=b"])
+
+
+def test_explain_cli_writes_records_claim_and_figure(tiny_qa_setup, tmp_path, capsys):
+    from hut_peft.cli import main
+    from hut_peft.lab.explain import load_model
+    from hut_peft.lab.methods import apply_method
+    from hut_peft.lab.methods.checkpoint import save_trainable
+
+    model_dir, data = tiny_qa_setup
+    adapters = {}
+    for method in ("hut", "lora"):
+        trained = apply_method(method, load_model(None, str(model_dir)), task_type="QUESTION_ANS")
+        adapters[method] = save_trainable(trained, tmp_path / method)
+    out = tmp_path / "explain"
+    args = ["explain", "--models", f"hut={adapters['hut']}", f"lora={adapters['lora']}", "base", "--model",
+            str(model_dir), "--data-dir", str(data), "--sample", "6", "--n-steps", "4", "--output-dir", str(out),
+            "--questions", "Bravo-3,Delta-4"]
+    assert main(args) == 0
+    records = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
+    assert len(records) == 18 and {r["model"] for r in records} == {"hut", "lora", "base"}
+    claim = json.loads((out / "claim.json").read_text())
+    assert claim["questions"] == 6 and set(claim["shares"]) == {"answer", "question_words_in_context", "question"}
+    assert (out / "figure4.png").stat().st_size > 1000
+    page = (out / "figure4.html").read_text()
+    assert page.count("<h3>") == 6 and "class='gold" in page
+    capsys.readouterr()
+    assert main(args) == 0  # resumed: nothing recomputed
+    assert len((out / "records.jsonl").read_text().splitlines()) == 18
