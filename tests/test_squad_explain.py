@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from squad_fixtures import CONTEXTS, write_tiny_qa_setup
 
 
