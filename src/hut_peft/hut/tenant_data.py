@@ -102,7 +102,7 @@ class TenantPlan:
 
 
 def plan_tenants(tenants: Sequence[str], batch_size: int, epochs: int = 1, seed: int = 0,
-                 rows_per_step: Optional[int] = None) -> TenantPlan:
+                 rows_per_step: Optional[int] = None, first_epoch: int = 0) -> TenantPlan:
     """Batches of every tenant, and joint steps of at most ``rows_per_step`` rows (default: ``8 × batch_size``).
 
     Args:
@@ -111,6 +111,8 @@ def plan_tenants(tenants: Sequence[str], batch_size: int, epochs: int = 1, seed:
         epochs: Passes over each tenant's rows.
         seed: Shuffling seed (with the tenant's name and the epoch).
         rows_per_step: Cap on the rows of a joint step; a step always takes at least one batch.
+        first_epoch: Number of the first epoch planned (a Trainer plans one epoch at a time: epoch ``e`` alone
+            gives the same batches as epoch ``e`` of a plan of several).
 
     Raises:
         ValueError: ``batch_size``, ``epochs`` or ``rows_per_step`` below 1, or no rows.
@@ -126,7 +128,7 @@ def plan_tenants(tenants: Sequence[str], batch_size: int, epochs: int = 1, seed:
     batches: dict[str, list[list[int]]] = {}
     for t, idx in rows.items():
         out = []
-        for epoch in range(epochs):
+        for epoch in range(first_epoch, first_epoch + epochs):
             order = torch.randperm(len(idx), generator=_epoch_generator(seed, t, epoch)).tolist()
             shuffled = [idx[j] for j in order]
             out += [shuffled[j:j + batch_size] for j in range(0, len(shuffled), batch_size)]
