@@ -132,3 +132,35 @@ def test_sweep_plans_squad_cells_grids_first(tmp_path):
     assert names[:4] == ["main/squad/hut/lr=0.001", "main/squad/hut/lr=0.01", "main/squad/lora/lr=0.0001",
                          "main/squad/lora/lr=0.001"]
     assert names[4:] == ["main/squad/hut", "main/squad/lora"]
+
+
+def _cell(root, label: str, f1s: list[float], lr: float, grid_of: str | None = None) -> None:
+    seeds = [{"seed": i, "best": {"f1": f, "exact_match": f - 10}, "final": {"f1": f, "exact_match": f - 10},
+              "per_epoch": [], "train_tokens_per_s": 900.0, "wall_time_s": 300.0, "train_questions": 2400,
+              "train_features": 2500, "eval_questions": 1000} for i, f in enumerate(f1s)]
+    tags = {"label": label, "table": "main", **({"lr_grid_of": grid_of} if grid_of else
+                                                {"lr_selection": {"of": label, "seed": 0, "chosen": lr}})}
+    summary = {w: {m: {"mean": sum(s["best"][m] for s in seeds) / len(seeds), "std": 1.0, "n": len(seeds)}
+                   for m in ("exact_match", "f1")} for w in ("best", "final")}
+    folder = root / "main" / "squad" / (f"{grid_of}/lr={lr:g}" if grid_of else label)
+    folder.mkdir(parents=True)
+    (folder / "results.json").write_text(json.dumps({
+        "recipe": "squad", "primary_metric": "f1", "data": "dev halves", "config": {"method": label, "tags": tags},
+        "settings": {"learning_rate": lr, "max_length": 384, "doc_stride": 128, "epochs": 1, "batch_size": 8,
+                     "precision": "bf16"},
+        "seeds": seeds, "summary": summary, "trainable_parameters": 1000, "total_parameters": 10**6,
+        "wall_time_s": 900.0}))
+
+
+def test_report_writes_the_squad_table_rates_and_verdicts(tmp_path):
+    from hut_peft.lab.report.build import build_report
+
+    _cell(tmp_path, "hut", [30.0, 32.0, 31.0], 1e-2)
+    _cell(tmp_path, "lora", [20.0, 21.0, 22.0], 1e-3)
+    _cell(tmp_path, "hut", [30.0], 1e-2, grid_of="hut")
+    _cell(tmp_path, "hut", [25.0], 3e-3, grid_of="hut")
+    text = build_report([str(tmp_path)], tmp_path / "R.md")
+    assert "## SQuAD v1.1" in text and "- **SQuAD v1.1**" in text
+    assert "HUT − LoRA +10.0 (better" in text  # F1 points, paired over the three seeds
+    assert "| HUT | 0.001M | 0.01 | 3 | 21.0 ± 1.0 | 31.0 ± 1.0 | 900 |" in text
+    assert "- HUT: 0.003: 25.0, **0.01: 30.0**" in text

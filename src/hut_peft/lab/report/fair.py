@@ -366,9 +366,13 @@ def e2e_verdict_line(cells: dict[str, dict[str, Any]]) -> list[str]:
     return ["- **E2E** (SmolLM2-135M, BLEU × 100 on the same dev MRs, paired over seeds): " + "; ".join(parts) + "."]
 
 
-def e2e_lr_lines(results: list[dict[str, Any]], cells: dict[str, dict[str, Any]]) -> list[str]:
-    """Each trained method's E2E grid: every rate's seed-0 BLEU × 100, the chosen one in bold."""
-    grids = {label: grid for (task, label), grid in grid_scores(results).items() if task == "e2e"}
+def e2e_lr_lines(results: list[dict[str, Any]], cells: dict[str, dict[str, Any]], task: str = "e2e",
+                 scale: float = 1.0) -> list[str]:
+    """Each trained method's grid on a task without GLUE's columns (``e2e``, ``squad``): every rate's seed-0
+    selection score × ``scale`` × 100 (BLEU is a fraction; SQuAD's F1, already × 100, takes ``scale=0.01``), the
+    chosen one in bold."""
+    grids = {label: {lr: v * scale for lr, v in grid.items()}
+             for (where, label), grid in grid_scores(results).items() if where == task}
     return [f"- {display_name(label)}: "
             + _rates_text(grids[label], cells[label]["settings"]["learning_rate"] if label in cells else None)
             for label in _ordered(grids)]
@@ -404,6 +408,75 @@ def e2e_table(results: list[dict[str, Any]]) -> str:
         bleu, nist, meteor, rouge, cider = vals
         lines.append(f"| {display_name(label)} | {params} | {bleu:.1f} | {nist:.2f} | {meteor:.1f} | {rouge:.1f} | {cider:.2f} |")
     return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------------------------------------- SQuAD
+SQUAD_COMPARISONS = (("hut", "lora"), ("hut", "ia3"), ("hut", "full"))  # issue 29's three verdicts
+
+
+def squad_cells(results: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """label -> the SQuAD cell's results (main table, final cells only)."""
+    return {row_label(r): r for r in results if r.get("recipe") == "squad" and table_of(r) == "main"
+            and "lr_grid_of" not in r["config"].get("tags", {})}
+
+
+def f1_scores(res: dict[str, Any]) -> dict[int, float]:
+    """Seed -> best-epoch F1 as a fraction (the formatters here print × 100)."""
+    return {r["seed"]: r["best"]["f1"] / 100 for r in res["seeds"] if "f1" in r.get("best", {})}
+
+
+def squad_verdict_line(cells: dict[str, dict[str, Any]]) -> list[str]:
+    parts = []
+    for ours, other in SQUAD_COMPARISONS:
+        if ours in cells and other in cells:
+            cmp = paired(f1_scores(cells[ours]), f1_scores(cells[other]))
+            parts.append(f"{_versus(ours, other)} {_signed(cmp['mean'])} ({cmp['verdict']}, {_p_value(cmp['p'])})")
+    if not parts:
+        return []
+    return ["- **SQuAD v1.1** (MiniLM-L6, held-out half of the dev articles, F1 paired over seeds): "
+            + "; ".join(parts) + "."]
+
+
+def squad_table(cells: dict[str, dict[str, Any]]) -> str:
+    lines = ["| method | # trainable | lr | seeds | EM | F1 | tokens/s | cell time |", "|---|---|---|---|---|---|---|---|"]
+    for label in _ordered(cells):
+        res = cells[label]
+        best = res["summary"]["best"]
+        speed = statistics.fmean(r.get("train_tokens_per_s", float("nan")) for r in res["seeds"])
+        lines.append(f"| {display_name(label)} | {format_params(res['trainable_parameters'])} | "
+                     f"{res['settings']['learning_rate']:g} | {len(res['seeds'])} | "
+                     f"{best['exact_match']['mean']:.1f} ± {best['exact_match']['std']:.1f} | "
+                     f"{best['f1']['mean']:.1f} ± {best['f1']['std']:.1f} | {speed:,.0f} | "
+                     f"{wall_time(res) / 60:.0f} min |")
+    return "\n".join(lines) + "\n"
+
+
+def squad_paired_table(cells: dict[str, dict[str, Any]]) -> str:
+    lines = ["| comparison | per-seed F1 differences | mean (95% CI) | p (paired t) | verdict |", "|---|---|---|---|---|"]
+    for ours, other in SQUAD_COMPARISONS:
+        if ours in cells and other in cells:
+            lines.append(f"| {_versus(ours, other)} | {_paired_cells(paired(f1_scores(cells[ours]), f1_scores(cells[other])))} |")
+    return "\n".join(lines) + "\n" if len(lines) > 2 else ""
+
+
+def squad_sections(results: list[dict[str, Any]], cells: dict[str, dict[str, Any]]) -> list[str]:
+    if not cells:
+        return []
+    setting = next(iter(cells.values()))
+    s, seed0 = setting["settings"], setting["seeds"][0]
+    parts = ["## SQuAD v1.1 (MiniLM-L6, the same questions and schedule for every method)", "",
+             f"{setting['data']}; {seed0.get('train_questions', '?')} training questions "
+             f"({seed0.get('train_features', '?')} windows of {s['max_length']} tokens, stride {s['doc_stride']}), "
+             f"{s['epochs']:g} epoch(s), batch {s['batch_size']}, {s['precision']}; scored on "
+             f"{seed0.get('eval_questions', '?')} held-out questions with the official EM / F1 (docs/squad.md). "
+             "Best epoch, mean ± std over seeds.", "", squad_table(cells)]
+    rates = e2e_lr_lines(results, cells, task="squad", scale=0.01)
+    if rates:
+        parts += ["### Chosen learning rates (seed 0's F1 per rate; chosen in bold)", "", *rates, ""]
+    compared = squad_paired_table(cells)
+    if compared:
+        parts += ["### Paired comparisons over seeds (F1)", "", compared]
+    return parts
 
 
 def _mean_curve(res: dict[str, Any]) -> tuple[list[int], list[float]]:
@@ -466,9 +539,9 @@ def fair_sections(results: list[dict[str, Any]], curves_path: Path) -> str:
     """The page's lead: findings, then the tables, the curves and the costs; empty for runs without rate grids."""
     if not any("lr_selection" in r["config"].get("tags", {}) for r in results):
         return ""
-    cells, e2e_rows = glue_cells(results), e2e_cells(results)
+    cells, e2e_rows, squad_rows = glue_cells(results), e2e_cells(results), squad_cells(results)
     found = [*verdict_lines(cells), *side_lines(results)] if cells else []
-    found += e2e_verdict_line(e2e_rows)
+    found += e2e_verdict_line(e2e_rows) + squad_verdict_line(squad_rows)
     parts = ["## What was found", "", *found, ""] if found else []
     if cells:
         curves_figure(cells, curves_path, longer=glue_cells(results, "paper-epochs"))
@@ -499,6 +572,7 @@ def fair_sections(results: list[dict[str, Any]], curves_path: Path) -> str:
         compared = e2e_paired_table(e2e_rows)
         if compared:
             parts += ["### Paired comparisons over seeds (BLEU × 100)", "", compared]
+    parts += squad_sections(results, squad_rows)
     if parts:
         parts += ["### Wall time per table (2 CPU cores)", "", *cost_lines(results), ""]
     return "\n".join(parts)
