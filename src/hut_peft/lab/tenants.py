@@ -21,11 +21,12 @@ import os
 import platform
 import re
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from .atomic import write_json_atomic
 
@@ -182,6 +183,16 @@ def save_tenant(model: Any, tenant: str, output_dir: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def peak_rss_mib() -> Optional[float]:
+    """This process's peak resident memory (None where the OS does not report it)."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    scale = 1 if sys.platform == "darwin" else 1024  # bytes on macOS, KiB on Linux
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
+
+
 def run(args: argparse.Namespace) -> int:
     """Entry point of `hut-peft tenants`."""
     import torch
@@ -240,6 +251,7 @@ def run(args: argparse.Namespace) -> int:
         summary["final_loss"] = {t: v[-1] for t, v in losses.items()}
     summary["load_s"] = load_s
     summary["wall_s"] = time.perf_counter() - start
+    summary["peak_rss_mib"] = peak_rss_mib()
     write_json_atomic(output_dir / SUMMARY, summary)
     print(f"{len(names)} tenants trained ({summary['mode']}), {len(done)} kept from before, in {summary['wall_s']:.1f} s: "
           f"{output_dir}/<tenant>/")
