@@ -164,3 +164,13 @@ def test_report_writes_the_squad_table_rates_and_verdicts(tmp_path):
     assert "HUT − LoRA +10.0 (better" in text  # F1 points, paired over the three seeds
     assert "| HUT | 0.001M | 0.01 | 3 | 21.0 ± 1.0 | 31.0 ± 1.0 | 900 |" in text
     assert "- HUT: 0.003: 25.0, **0.01: 30.0**" in text
+
+
+def test_report_shows_the_squad_grid_before_any_cell_finishes(tmp_path):
+    from hut_peft.lab.report.fair import squad_cells, squad_sections
+    from hut_peft.lab.report.tables import collect
+
+    _cell(tmp_path, "hut", [25.0], 3e-3, grid_of="hut")
+    results = collect([tmp_path])
+    text = "\n".join(squad_sections(results, squad_cells(results)))
+    assert "No method has finished its seeds yet" in text and "- HUT: 0.003: 25.0" in text

@@ -460,16 +460,21 @@ def squad_paired_table(cells: dict[str, dict[str, Any]]) -> str:
 
 
 def squad_sections(results: list[dict[str, Any]], cells: dict[str, dict[str, Any]]) -> list[str]:
-    if not cells:
+    """The SQuAD table, rates and paired comparisons; while no cell has finished its seeds, the grid so far."""
+    every = [r for r in results if r.get("recipe") == "squad" and table_of(r) == "main"]
+    if not every:
         return []
-    setting = next(iter(cells.values()))
+    setting = next(iter(cells.values())) if cells else every[0]
     s, seed0 = setting["settings"], setting["seeds"][0]
     parts = ["## SQuAD v1.1 (MiniLM-L6, the same questions and schedule for every method)", "",
              f"{setting['data']}; {seed0.get('train_questions', '?')} training questions "
              f"({seed0.get('train_features', '?')} windows of {s['max_length']} tokens, stride {s['doc_stride']}), "
              f"{s['epochs']:g} epoch(s), batch {s['batch_size']}, {s['precision']}; scored on "
              f"{seed0.get('eval_questions', '?')} held-out questions with the official EM / F1 (docs/squad.md). "
-             "Best epoch, mean ± std over seeds.", "", squad_table(cells)]
+             "Best epoch, mean ± std over seeds.", ""]
+    parts += [squad_table(cells)] if cells else [
+        "No method has finished its seeds yet: the learning-rate grids (seed 0) so far are below; the sweep resumes "
+        "where it stopped (docs/squad.md).", ""]
     rates = e2e_lr_lines(results, cells, task="squad", scale=0.01)
     if rates:
         parts += ["### Chosen learning rates (seed 0's F1 per rate; chosen in bold)", "", *rates, ""]
