@@ -109,9 +109,11 @@ def test_explain_cli_writes_records_claim_and_figure(tiny_qa_setup, tmp_path, ca
     args = ["explain", "--models", f"hut={adapters['hut']}", f"lora={adapters['lora']}", "base", "--model",
             str(model_dir), "--data-dir", str(data), "--sample", "6", "--n-steps", "4", "--output-dir", str(out),
             "--questions", "Bravo-3,Delta-4"]
+    assert main(args[:3] + args[4:]) == 0  # HUT alone: its records, no claim yet
+    assert len((out / "records.jsonl").read_text().splitlines()) == 6 and not (out / "claim.json").exists()
     assert main(args) == 0
     records = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
-    assert len(records) == 18 and {r["model"] for r in records} == {"hut", "lora", "base"}
+    assert len(records) == 12 and {r["model"] for r in records} == {"hut", "lora"}  # base: in the figure only
     claim = json.loads((out / "claim.json").read_text())
     assert claim["questions"] == 6 and set(claim["shares"]) == {"answer", "question_words_in_context", "question"}
     assert (out / "figure4.png").stat().st_size > 1000
@@ -119,4 +121,4 @@ def test_explain_cli_writes_records_claim_and_figure(tiny_qa_setup, tmp_path, ca
     assert page.count("<h3>") == 6 and "class='gold" in page
     capsys.readouterr()
     assert main(args) == 0  # resumed: nothing recomputed
-    assert len((out / "records.jsonl").read_text().splitlines()) == 18
+    assert len((out / "records.jsonl").read_text().splitlines()) == 12

@@ -5,8 +5,8 @@ For a fixed random sample of held-out SQuAD questions, every model given (saved 
 gradients (``lab/attribution.py``) give each input token's share of the answer's score. Outputs, in
 ``--output-dir``:
 
-- ``records.jsonl``: one line per (question, model): prediction, EM / F1, shares, completeness; resumable, a
-  finished pair is not computed again;
+- ``records.jsonl``: one line per (question, compared model): prediction, EM / F1, shares, completeness;
+  resumable, a finished pair is not computed again (so the two models can be run one at a time, as each is trained);
 - ``claim.json`` and ``claim.md``: for the two ``--compare`` models, paired per question, the share on the gold
   answer and on context words that repeat the question's content words (Wilcoxon signed-rank, matched-pairs
   rank-biserial effect size), and per model the share on the answer when it is right against when it is wrong
@@ -332,15 +332,19 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     models = parse_models(args.models)
     a, _, b = args.compare.partition(",")
-    if a not in models or b not in models:
-        raise ValueError(f"--compare {args.compare!r}: both labels must be among --models ({', '.join(models)}).")
+    if not (a and b):
+        raise ValueError(f"--compare must be two labels, LABEL_A,LABEL_B; got {args.compare!r}.")
     if args.sample < 1 or args.n_steps < 2:
         raise ValueError(f"--sample must be >= 1 and --n-steps >= 2, got {args.sample} and {args.n_steps}.")
     out = Path(args.output_dir)
     examples = load_squad(args.data_dir, "validation")
     order = sample_questions(examples, args.sample, args.seed)
     order_ids = [examples[i]["id"] for i in order]
-    records = explain_all(models, examples, order, out, args)
+    # Records (the claim's data) for the compared models only; the others (base) are drawn in the figure.
+    records = explain_all({k: v for k, v in models.items() if k in (a, b)}, examples, order, out, args)
+    if a not in models or b not in models:  # one model's records now, the claim once the other is given too
+        print(f"{out / 'records.jsonl'}: {len(records)} records; the claim needs both --compare labels ({a}, {b}).")
+        return 0
     command = "hut-peft explain " + " ".join(sys.argv[2:])
     claim = paired_claim(records, a, b, order_ids)
     claim.update(sample=args.sample, seed=args.seed, n_steps=args.n_steps, models=[a, b], adapters=models)
