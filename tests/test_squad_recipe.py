@@ -174,3 +174,14 @@ def test_report_shows_the_squad_grid_before_any_cell_finishes(tmp_path):
     results = collect([tmp_path])
     text = "\n".join(squad_sections(results, squad_cells(results)))
     assert "No method has finished its seeds yet" in text and "- HUT: 0.003: 25.0" in text
+
+
+def test_report_carries_the_measured_claim_and_links_the_figure(tmp_path):
+    from hut_peft.lab.report.fair import claim_section
+
+    assert claim_section(tmp_path, tmp_path / "docs" / "R.md") == ""
+    (tmp_path / "explain").mkdir()
+    (tmp_path / "explain" / "claim.md").write_text("| share | ... |\n")
+    (tmp_path / "explain" / "figure4.png").write_bytes(b"png")
+    text = claim_section(tmp_path, tmp_path / "docs" / "R.md")
+    assert "| share | ... |" in text and "(../explain/figure4.png)" in text and "(../explain/figure4.html)" in text

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from ..atomic import write_text_atomic
-from .fair import fair_sections
+from .fair import claim_section, fair_sections
 from .tables import ablation_markdown, collect, e2e_markdown, figure, glue_markdown, measured_gflops, row_label, table_of
 from .weights import weights_section
 
@@ -38,7 +38,8 @@ def build_report(roots: list[str], output: Path, gflops: Optional[dict[str, floa
     fair = fair_sections(results, output.with_name(output.stem + "-curves.png"))
     weights = "".join(weights_section(Path(root) / "weights.json", output.with_name(output.stem + "-weights.png"))
                       for root in roots)
-    parts = [preamble.strip() + "\n" if preamble else "", fair, weights]
+    claims = "".join(claim_section(Path(root), output) for root in roots)
+    parts = [preamble.strip() + "\n" if preamble else "", fair, weights, claims]
     if setup:
         parts.append(setup.strip() + "\n")
     if fair:

@@ -484,6 +484,25 @@ def squad_sections(results: list[dict[str, Any]], cells: dict[str, dict[str, Any
     return parts
 
 
+def claim_section(root: Path, output: Path) -> str:
+    """The measured Figure 4 claim of a sweep folder (``<root>/explain``, written by `hut-peft explain`): its
+    ``claim.md`` and the figure, linked relative to ``output``; empty when there is none."""
+    import os
+
+    claim, figure = root / "explain" / "claim.md", root / "explain" / "figure4.png"
+    if not claim.is_file():
+        return ""
+    parts = ["## SQuAD: where the answer's attribution falls, HUT against LoRA (the paper's Figure 4, measured)", "",
+             "Integrated gradients over the word embeddings for the predicted span's score, shares of |attribution| "
+             "per question (docs/squad.md says why this attribution and how the questions and examples are chosen).",
+             "", claim.read_text().strip(), ""]
+    if figure.is_file():
+        link = os.path.relpath(figure, output.parent)
+        parts += [f"![Figure 4, questions chosen by the rule in docs/squad.md]({link}) (also as "
+                  f"[HTML]({os.path.relpath(figure.with_suffix('.html'), output.parent)}))", ""]
+    return "\n".join(parts) + "\n"
+
+
 def _mean_curve(res: dict[str, Any]) -> tuple[list[int], list[float]]:
     """Epochs and the dev headline × 100 at each, averaged over the cell's seeds."""
     key = res["primary_metric"]
