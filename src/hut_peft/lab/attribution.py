@@ -153,7 +153,8 @@ def explain_question(model: Any, tokenizer: Any, example: dict[str, Any], max_le
 
 
 def words(explanation: Explanation, example: dict[str, Any]) -> list[dict[str, Any]]:
-    """The window as words for display: ``{"text", "kind", "share", "answer", "predicted"}``, question then context.
+    """The window as words for display: ``{"text", "kind", "share", "answer", "predicted", "glued"}`` (``glued``: no
+    space before it in the text), question then context.
 
     Word pieces are joined back into the words of the original text (``\\w+`` runs and single punctuation marks);
     a word's share is the sum of its pieces' ``|attribution|`` over the window's total.
@@ -176,5 +177,7 @@ def words(explanation: Explanation, example: dict[str, Any]) -> list[dict[str, A
             in_gold = kind == "context" and any(start < e and s < end for s, e in gold)
             in_pred = (kind == "context" and predicted >= 0
                        and start < predicted + len(explanation.prediction) and predicted < end)
-            out.append({"text": m.group(), "kind": kind, "share": share, "answer": in_gold, "predicted": in_pred})
+            glued = start > lo and not texts[kind][start - 1].isspace()  # no space before it in the text
+            out.append({"text": m.group(), "kind": kind, "share": share, "answer": in_gold, "predicted": in_pred,
+                        "glued": glued})
     return out

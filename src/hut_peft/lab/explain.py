@@ -215,7 +215,8 @@ def render(panels: list[dict[str, Any]], png: Path, page: Path, words_around: in
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    width_chars, line_h = 150, 1.0
+    # x in character cells of the monospace font: 16 in = 1,152 pt, a cell 0.602 em of 8 pt
+    width_chars, line_h, cells = 228, 1.0, 1152 / (0.602 * 8)
     layouts = []
     for panel in panels:
         words = panel["words"]
@@ -226,31 +227,33 @@ def render(panels: list[dict[str, Any]], png: Path, page: Path, words_around: in
         shown = [w for i, w in enumerate(words) if w["kind"] == "question" or lo <= i <= hi]
         lines, line, used = [], [], 0
         for w in shown:
-            if used + len(w["text"]) + 1 > width_chars and line:
+            if not (w["glued"] and line):
+                used += 1 if line else 0
+            if used + len(w["text"]) > width_chars and line:
                 lines.append(line)
                 line, used = [], 0
             line.append((used, w))
-            used += len(w["text"]) + 1
+            used += len(w["text"])
         lines.append(line)
         layouts.append(lines)
     total_lines = sum(len(lines) + 2.5 for lines in layouts)
     fig = plt.figure(figsize=(16, 0.22 * total_lines + 0.5))
     ax = fig.add_axes((0, 0, 1, 1))
-    ax.set_xlim(0, width_chars)
+    ax.set_xlim(-1, cells - 1)
     ax.set_ylim(total_lines, 0)
     ax.axis("off")
     y = 0.5
     for panel, lines in zip(panels, layouts):
         top = max(w["share"] for w in panel["words"]) or 1.0
         mark = "right" if panel["exact_match"] else "wrong"
-        ax.text(0, y, f"{panel['model']} · {panel['id']} · predicted: “{panel['prediction']}” ({mark}) · gold: "
+        ax.text(-0.5, y, f"{panel['model']} · {panel['id']} · predicted: “{panel['prediction']}” ({mark}) · gold: "
                       f"“{panel['gold']}”", fontsize=8, weight="bold", va="center")
         y += line_h * 1.3
         for line in lines:
             for x, w in line:
                 box = {"facecolor": _color(w["share"], top), "edgecolor": "black" if w["predicted"] else "none",
                        "pad": 1.0, "linewidth": 0.6}
-                ax.text(x, y, w["text"], family="monospace", fontsize=7, va="center", bbox=box,
+                ax.text(x, y, w["text"], family="monospace", fontsize=8, va="center", bbox=box,
                         style="italic" if w["kind"] == "question" else "normal",
                         **({"color": "navy", "weight": "bold"} if w["answer"] else {}))
             y += line_h
