@@ -113,6 +113,8 @@ def test_cli_reports_a_malformed_file_in_one_line(tmp_path, capsys):
     assert "qas[0] has no 'question'" in err[0] and "official SQuAD v1.1 layout" in err[0]
     assert main(["squad", "--data-dir", str(tmp_path / "nowhere")]) == 2
     assert "does not exist; pass --data-dir" in capsys.readouterr().err
+    assert main(["squad", "--output-dir", str(tmp_path / "hub")]) == 2  # offline (conftest): the hub cannot answer
+    assert "Offline, pass --data-dir with the official dev-v1.1.json" in capsys.readouterr().err
     assert main(["squad", "--doc-stride", "400"]) == 2
     assert "--doc-stride (400) must be below --max-length (384)" in capsys.readouterr().err
     assert not (tmp_path / "out" / "results.json").exists()
