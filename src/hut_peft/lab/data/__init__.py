@@ -1,1 +1,1 @@
-"""Data loaders: GLUE and E2E, from the hub or from local files in the original layouts."""
+"""Data loaders: GLUE, E2E and SQuAD, from the hub or from local files in the original layouts."""

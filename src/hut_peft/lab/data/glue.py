@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import csv
 import logging
-import random
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from .subset import check_max_samples, seeded_subset
 
 if TYPE_CHECKING:
     import datasets
@@ -232,9 +233,7 @@ def load_glue(
     spec = get_task(task)
     if split not in SPLITS:
         raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}.")
-    if max_samples is not None and (isinstance(max_samples, bool) or not isinstance(max_samples, int)
-                                    or max_samples < 1):
-        raise ValueError(f"max_samples must be a positive integer or None, got {max_samples!r}.")
+    check_max_samples(max_samples)
     if data_dir is None:
         hub_split = spec.dev_split if split == "validation" else split
         try:
@@ -252,6 +251,4 @@ def load_glue(
         if not rows:
             raise ValueError(f"{path}: no data rows.")
         ds = datasets.Dataset.from_list(rows, features=hub_features(spec.name))
-    if max_samples is not None and max_samples < len(ds):
-        ds = ds.select(sorted(random.Random(seed).sample(range(len(ds)), max_samples)))
-    return ds
+    return seeded_subset(ds, max_samples, seed)

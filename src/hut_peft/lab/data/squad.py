@@ -18,10 +18,11 @@ the hub does.
 from __future__ import annotations
 
 import json
-import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from .subset import check_max_samples, seeded_subset
 
 if TYPE_CHECKING:
     import datasets
@@ -160,9 +161,7 @@ def load_squad(
 
     if split not in SPLITS:
         raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}.")
-    if max_samples is not None and (isinstance(max_samples, bool) or not isinstance(max_samples, int)
-                                    or max_samples < 1):
-        raise ValueError(f"max_samples must be a positive integer or None, got {max_samples!r}.")
+    check_max_samples(max_samples)
     if data_dir is None:
         try:
             ds = datasets.load_dataset(SQUAD.hub_dataset, split=split)
@@ -177,6 +176,4 @@ def load_squad(
         if not rows:
             raise ValueError(f"{data_dir}: the {split} split holds no questions.")
         ds = datasets.Dataset.from_list(rows)
-    if max_samples is not None and max_samples < len(ds):
-        ds = ds.select(sorted(random.Random(seed).sample(range(len(ds)), max_samples)))
-    return ds
+    return seeded_subset(ds, max_samples, seed)
