@@ -5,11 +5,13 @@
 One process per configuration (vLLM starts an engine per run): the base model as vLLM runs it by default, the
 base model eager (``--enforce-eager``: vLLM's CPU build turns compilation off whenever adapters are enabled,
 so this is the base model under the same execution mode as the adapter runs), then for each K the same
-requests spread round-robin over K HUT adapters, then over K LoRA adapters (the same folder loaded K times
+requests spread round-robin over K HUT adapters (``hut``: vLLM's adapter mode as it is, eager on CPU;
+``hut-compiled``: the same with ``HUT_PEFT_VLLM_COMPILE=1``, which keeps vLLM's compilation for an engine whose
+adapters are all HUT), then over K LoRA adapters (the same folder loaded K times
 under K ids: K distinct adapters for vLLM, each in its own slot; ``--max-loras K``). Both adapt ``q_proj`` and
 ``v_proj`` at rank 8 (HUT's r only sizes M_A, M_B; it serves three vectors per layer), and both runs restrict
-vLLM's wrapping to those layers (``--lora-target-modules``). Model: the embedded SmolLM2-135M-Instruct in bf16
-(``hut-peft serve``'s default), random prompts of fixed lengths, every request to the full output length.
+vLLM's wrapping to those layers (``--lora-target-modules``). Model: the embedded SmolLM2-135M-Instruct computed
+in bf16 (``hut-peft serve``'s default), random prompts of fixed lengths, every request to the full output length.
 Writes a JSON with every run's command, wall time and vLLM's numbers, and prints the markdown table.
 """
 
@@ -69,9 +71,10 @@ def bench_command(base: Path, adapter: Optional[Path], count: int, args: argpars
     return command
 
 
-def run_one(command: list[str], output: Path) -> dict:
+def run_one(command: list[str], output: Path, compiled_hut: bool = False) -> dict:
+    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "2", "HUT_PEFT_VLLM_COMPILE": "1" if compiled_hut else "0"}
     start = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "VLLM_CPU_KVCACHE_SPACE": "2"})
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
     wall = time.perf_counter() - start
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
@@ -101,7 +104,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--input-len", type=int, default=32)
     parser.add_argument("--output-len", type=int, default=64)
     parser.add_argument("--max-num-seqs", type=int, default=64)
-    parser.add_argument("--methods", default="hut,lora")
+    parser.add_argument("--methods", default="hut,hut-compiled,lora")
     parser.add_argument("--output", default=None, help="Write the runs here as JSON.")
     args = parser.parse_args(argv)
 
@@ -110,15 +113,17 @@ def main(argv: Optional[list[str]] = None) -> int:
     base = Path(args.model) if args.model else export_smollm2()
     work = Path(tempfile.mkdtemp(prefix="vllm-bench-"))
     adapters = make_adapters(base, work)
+    adapters["hut-compiled"] = adapters["hut"]
     plan: list[tuple[str, Optional[Path], int]] = [("base", None, 0), ("base-eager", None, 0)]
     for count in map(int, args.counts.split(",")):
         plan += [(method, adapters[method], count) for method in args.methods.split(",")]
     runs = []
     for method, adapter, count in plan:
         output = work / f"{method}-{count}.json"
-        result = run_one(bench_command(base, adapter, count, args, output, eager=method == "base-eager"), output)
+        result = run_one(bench_command(base, adapter, count, args, output, eager=method == "base-eager"), output,
+                         compiled_hut=method == "hut-compiled")
         runs.append({"method": method, "adapters": count, **result})
-        print(f"{method:5s} K={count:4d}: {result['output_tokens_per_second']:8.1f} output tokens/s "
+        print(f"{method:12s} K={count:4d}: {result['output_tokens_per_second']:8.1f} output tokens/s "
               f"({result['wall_s']:.0f} s)", flush=True)
     record = {"runs": runs, "torch_threads": torch.get_num_threads(), "cpu": os.cpu_count(),
               "settings": {k: v for k, v in vars(args).items() if k != "output"}}

@@ -69,7 +69,8 @@ def test_print_command_through_the_cli(tmp_path: Path, capsys: pytest.CaptureFix
     assert cli.main(["serve", "some/model", "--adapters", str(tmp_path / "ads"), "--print-command", "--",
                      "--api-key", "k"]) == 0
     out = capsys.readouterr().out.split()
-    assert out[3:5] == ["serve", "some/model"] and out[-2:] == ["--api-key", "k"]
+    assert out[0] == "HUT_PEFT_VLLM_COMPILE=1"  # every adapter is HUT: vLLM compiles on CPU; shown, so it runs as printed
+    assert out[4:6] == ["serve", "some/model"] and out[-2:] == ["--api-key", "k"]
     assert out[out.index("--max-loras") + 1] == "1" and out[out.index("--max-lora-rank") + 1] == "1"
 
 
@@ -126,3 +127,12 @@ def test_print_command_on_the_default_model_writes_nothing(tmp_path: Path, monke
     assert str(tmp_path / "cache" / "smollm2-135m-instruct-fp32") in out.split() and not (tmp_path / "cache").exists()
     assert "the fp32 weights resolve_model('smollm2') trains on" in err
     assert out.split()[out.split().index("--host") + 1] == "127.0.0.1"
+
+
+def test_compilation_is_asked_for_only_when_every_adapter_is_hut(tmp_path: Path) -> None:
+    hut = {"h": adapter(tmp_path / "h")}
+    mixed = {**hut, "l": adapter(tmp_path / "l", "LORA", r=8)}
+    assert serve.compile_env(hut, [], {}) == {"HUT_PEFT_VLLM_COMPILE": "1"}
+    assert serve.compile_env(mixed, [], {}) == {}
+    assert serve.compile_env(hut, ["--enforce-eager"], {}) == {}
+    assert serve.compile_env(hut, [], {"HUT_PEFT_VLLM_COMPILE": "0"}) == {}  # the user's choice stands

@@ -12,7 +12,9 @@ config parses, its weights file is whole), so a bad one is named before vLLM sta
 smallest vLLM allows that fits the LoRA adapters among them (HUT needs none). Defaults picked for this machine,
 each only where the flags after ``--`` do not set it: ``--host 127.0.0.1`` (vLLM's own default listens on every
 interface), and on vLLM's CPU build ``--kv-cache-memory-bytes`` from the memory available (vLLM's default asks for
-92% of the machine and refuses to start when less is free). vLLM's safety defaults stay: loading adapters at run
+92% of the machine and refuses to start when less is free). When every adapter is HUT it sets
+``HUT_PEFT_VLLM_COMPILE=1``: vLLM's CPU build then compiles the model with the HUT layers inside, as it does without
+adapters (hut_peft/serving/plugin.py). vLLM's safety defaults stay: loading adapters at run
 time (``/v1/load_lora_adapter``) is off unless ``--allow-runtime-adapters``; ``--api-key`` and the rest pass through.
 """
 
@@ -32,6 +34,7 @@ PASSES_THROUGH = True  # the CLI hands everything after `--` to run() as args.pa
 VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 CACHE = Path(os.environ.get("HUT_PEFT_CACHE", Path.home() / ".cache" / "hut-peft"))
 LOCAL_HOST = "127.0.0.1"
+COMPILE_ENV = "HUT_PEFT_VLLM_COMPILE"  # read by hut_peft.serving (vllm_layers.py); not imported: that imports vLLM
 GIB = 1024**3
 # The CPU KV cache: an eighth of the memory available at start, between 1 and 4 GiB. SmolLM2-135M needs 23 KB per
 # token in bf16, so 1 GiB holds 46,000 tokens: the floor already serves its 8,192-token context 5 times over.
@@ -74,6 +77,23 @@ def find_adapters(folder: str | os.PathLike[str]) -> dict[str, Path]:
         raise ValueError(f"--adapters {folder}: no adapter in it (a saved adapter is a folder with adapter_config.json, "
                          "as save_pretrained writes it)")
     return found
+
+
+def all_hut(adapters: dict[str, Path]) -> bool:
+    """Whether every adapter folder is a HUT adapter (its ``adapter_config.json`` says ``peft_type`` HUT)."""
+    return all(str(json.loads((folder / "adapter_config.json").read_text()).get("peft_type", "")).upper() == "HUT"
+               for folder in adapters.values())
+
+
+def compile_env(adapters: dict[str, Path], extra: list[str], env: dict[str, str]) -> dict[str, str]:
+    """``HUT_PEFT_VLLM_COMPILE=1`` when every adapter is HUT (the plugin then keeps vLLM's compilation on CPU).
+
+    Not when the user set the variable, or asked for ``--enforce-eager``; with it, LoRA folders loaded at run time
+    are refused (the compiled engine has no LoRA path): ``HUT_PEFT_VLLM_COMPILE=0`` serves them, eagerly.
+    """
+    if COMPILE_ENV in env or flag_given(extra, "--enforce-eager") or not all_hut(adapters):
+        return {}
+    return {COMPILE_ENV: "1"}
 
 
 def lora_rank_flag(adapters: dict[str, Path]) -> int:
@@ -211,12 +231,15 @@ def run(args: Any) -> int:
     command = vllm_command(model, adapters, args.max_loras, extra)
     if args.allow_runtime_adapters:
         env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] = "1"
+    compiled = compile_env(adapters, extra, env)
+    env.update(compiled)
     if default:
         print(f"hut-peft serve: {DEFAULT_BASE_NOTE}", file=sys.stderr)
     warning = exposure_warning(command, env)
     if warning:
         print(warning, file=sys.stderr)
-    print(" ".join(command), file=sys.stderr if not args.print_command else sys.stdout, flush=True)
+    shown = [f"{k}={v}" for k, v in compiled.items()] + command  # the variable too, so the line runs as printed
+    print(" ".join(shown), file=sys.stderr if not args.print_command else sys.stdout, flush=True)
     if args.print_command:
         return 0
     os.execve(sys.executable, command, env)  # vLLM takes over this process: its signals, its exit code

@@ -9,7 +9,12 @@ checked (a vLLM whose internals moved fails here, loudly, instead of serving bas
    folder to vLLM's own loader, untouched;
 3. on CPU only, the packing of fused layers' weights (``dispatch_cpu_unquantized_gemm``): vLLM drops W0 of
    ``qkv_proj``/``gate_up_proj`` after packing it for oneDNN; with adapters enabled it is kept, because HUT
-   scales each packed module's input on its own rows of W0 (about twice those layers' memory on CPU).
+   scales each packed module's input on its own rows of W0 (about twice those layers' memory on CPU);
+4. on CPU only, with ``HUT_PEFT_VLLM_COMPILE=1``: vLLM's CPU platform turns compilation off for any engine with
+   adapters (its CPU LoRA ops do not compile); for an engine whose adapters are all HUT the plugin keeps it on
+   (``CpuPlatform.check_and_update_config`` runs with the adapter config hidden), the wrappers take every branch
+   every step, as on GPUs, and a LoRA folder is refused at load (a 400, not a dead engine). ``hut-peft serve``
+   sets it when every adapter it starts with is HUT.
 
 ``HUT_PEFT_VLLM=0`` turns the plugin off; vLLM's ``VLLM_PLUGINS`` allow-list (name: ``hut``) applies as usual.
 """
@@ -39,6 +44,7 @@ def register() -> None:
         _swap_wrappers()
         _route_hut_folders()
         _keep_fused_weights_on_cpu()
+        _compile_hut_engines_on_cpu()
     except (AttributeError, ImportError) as err:
         raise RuntimeError(f"hut-peft cannot install HUT adapters into vLLM {vllm.__version__} ({err}); use a "
                            f"supported vLLM ({', '.join(SUPPORTED_VLLM)}x) or set HUT_PEFT_VLLM=0") from err
@@ -63,6 +69,7 @@ def _route_hut_folders() -> None:
     from vllm.lora.worker_manager import WorkerLoRAManager
 
     from .folders import CONFIG_NAME, read_config
+    from .vllm_layers import COMPILE_ENV, compiled_hut_only
     from .vllm_loader import load_hut_adapter
 
     vllm_load = WorkerLoRAManager._load_adapter
@@ -72,6 +79,10 @@ def _route_hut_folders() -> None:
         if not os.path.isfile(os.path.join(path, CONFIG_NAME)):  # a hub name, or no adapter: vLLM's way
             return vllm_load(self, lora_request)
         if str(read_config(path).get("peft_type", "")).upper() != "HUT":  # a broken config: our ValueError
+            if compiled_hut_only():
+                raise ValueError(f"bad adapter {path}: not a HUT adapter, and this server compiles its model for HUT "
+                                 f"adapters only (vLLM's CPU LoRA ops do not compile); restart it with {COMPILE_ENV}=0 "
+                                 "to serve LoRA adapters too (eager)")
             return vllm_load(self, lora_request)
         try:
             return load_hut_adapter(self, lora_request, path)
@@ -105,3 +116,24 @@ def _adapters_on() -> bool:
         return get_current_vllm_config().lora_config is not None
     except Exception:  # no config in scope
         return True
+
+
+def _compile_hut_engines_on_cpu() -> None:
+    from vllm.platforms.cpu import CpuPlatform
+
+    from .vllm_layers import compiled_hut_only
+
+    check = CpuPlatform.check_and_update_config.__func__
+
+    def check_and_update_config(cls: Any, vllm_config: Any) -> None:
+        lora_config = vllm_config.lora_config
+        if lora_config is None or not compiled_hut_only():
+            return check(cls, vllm_config)
+        vllm_config.lora_config = None  # its one use there: compilation off for adapter engines
+        try:
+            check(cls, vllm_config)
+        finally:
+            vllm_config.lora_config = lora_config
+
+    check_and_update_config.__wrapped__ = check  # type: ignore[attr-defined]
+    CpuPlatform.check_and_update_config = classmethod(check_and_update_config)

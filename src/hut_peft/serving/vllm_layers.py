@@ -29,6 +29,7 @@ without a plain weight (quantised) each scaled slice costs one full GEMM instead
 
 from __future__ import annotations
 
+import os
 from typing import Any, Optional
 
 import torch
@@ -45,6 +46,13 @@ from vllm.platforms import current_platform
 
 from .vectors import decode, is_hut_payload, shift
 
+COMPILE_ENV = "HUT_PEFT_VLLM_COMPILE"
+
+
+def compiled_hut_only() -> bool:
+    """Whether this process serves HUT adapters only, compiled (CPU with ``HUT_PEFT_VLLM_COMPILE=1``; plugin.py)."""
+    return current_platform.is_cpu() and os.environ.get(COMPILE_ENV, "0") == "1"
+
 
 class HUTLinearMixin:
     """HUT banks and forward for a vLLM LoRA linear wrapper; put it first in the bases of a wrapper subclass."""
@@ -57,8 +65,10 @@ class HUTLinearMixin:
         self.hut_out = torch.ones(rows, out_size, dtype=dtype, device=device)
         self.hut_shift = torch.zeros(rows, out_size, dtype=dtype, device=device)
         # Which slots hold what, to skip work nobody asked for. Only on CPU, where vLLM runs eagerly: a compiled
-        # or graph-captured forward must not branch on Python state, so elsewhere every branch is taken.
-        self._hut_eager = current_platform.is_cpu()
+        # or graph-captured forward must not branch on Python state, so elsewhere every branch is taken. A CPU
+        # engine compiled for HUT adapters only (plugin.compiled_hut_only) takes every branch but LoRA's.
+        self._hut_only = compiled_hut_only()
+        self._hut_eager = current_platform.is_cpu() and not self._hut_only
         self._hut_slots: set[int] = set()
         self._hut_scaled: list[set[int]] = [set() for _ in range(self.n_slices)]
         self._lora_slots: set[int] = set()
@@ -126,10 +136,11 @@ class HUTLinearMixin:
             y = self._sliced_base(x2, slot, bias)
         if hut:
             y = torch.addcmul(self.hut_shift[slot], y, self.hut_out[slot])
-        if not self._hut_eager:
+        if self._hut_eager:
+            if self._lora_slots:
+                y = self._lora_on_cpu(x2, y, slot)
+        elif not self._hut_only:  # GPUs: vLLM's LoRA path every step (its kernels skip slot -1)
             y = self._apply_lora_to_output(x2, y)
-        elif self._lora_slots:
-            y = self._lora_on_cpu(x2, y, slot)
         return y.reshape(*x.shape[:-1], y.shape[-1])
 
     def _lora_on_cpu(self, x: torch.Tensor, y: torch.Tensor, slot: torch.Tensor) -> torch.Tensor:
