@@ -107,6 +107,39 @@ def test_recipe_end_to_end_writes_official_predictions(tiny_qa_setup, tmp_path, 
     assert squad_scores(predictions, gold)["f1"] == pytest.approx(record["final"]["f1"])
     saved = json.loads((out / "seed-0" / "adapter" / "method.json").read_text())
     assert saved["task_type"] == "QUESTION_ANS" and saved["trainable"] == results["trainable_parameters"]
+    # The trained model, run over the features in order by hand, gives the recipe's own predictions: the Trainer
+    # evaluated in order (with length-grouped batches it would not, and the logits would meet the wrong questions).
+    import torch
+    from transformers import AutoTokenizer
+
+    from hut_peft.lab.explain import load_model
+    from hut_peft.lab.train.squad import featurize, postprocess
+
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    trained = load_model(str(out / "seed-0" / "adapter"), str(model))
+    dev = load_squad(data, "validation")
+    features = featurize(dev, tokenizer, 64, 16)
+    start, end = np.full((len(features), 64), -100.0), np.full((len(features), 64), -100.0)
+    with torch.no_grad():
+        for i, f in enumerate(features):
+            o = trained(**{k: torch.tensor([f[k]]) for k in ("input_ids", "attention_mask", "token_type_ids")})
+            start[i, :f["length"]], end[i, :f["length"]] = o.start_logits[0].numpy(), o.end_logits[0].numpy()
+    assert postprocess(dev, features, start, end) == predictions
+
+
+def test_evaluation_runs_in_dataset_order_under_length_grouping(tmp_path):
+    import datasets
+    import torch
+    from transformers import TrainingArguments
+
+    from hut_peft.lab.train.squad import ordered_eval_trainer
+
+    rows = datasets.Dataset.from_list([{"input_ids": list(range(1, 2 + (7 * i) % 23)), "length": 1 + (7 * i) % 23}
+                                       for i in range(40)])
+    args = TrainingArguments(output_dir=str(tmp_path), per_device_eval_batch_size=4, report_to=[], use_cpu=True,
+                             train_sampling_strategy="group_by_length")
+    trainer = ordered_eval_trainer(model=torch.nn.Linear(1, 1), args=args, eval_dataset=rows)
+    assert list(iter(trainer._get_eval_sampler(rows))) == list(range(40))
 
 
 @pytest.mark.parametrize("method", ["lora", "ia3", "full"])

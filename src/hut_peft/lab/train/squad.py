@@ -9,8 +9,9 @@ per epoch → ``results.json`` and ``seed-N/predictions.json`` (``{id: answer}``
 reads).
 
 Every feature, evaluation ones included, carries ``start_positions`` / ``end_positions`` (run_qa's training labels:
-the gold span's tokens, or the [CLS] token where the window does not hold the answer), so the stock ``Trainer``
-reports an evaluation loss and calls ``compute_metrics`` without a subclass.
+the gold span's tokens, or the [CLS] token where the window does not hold the answer), so the ``Trainer`` reports an
+evaluation loss and calls ``compute_metrics``; its one change is to evaluate in dataset order
+(``ordered_eval_trainer``).
 """
 
 from __future__ import annotations
@@ -252,9 +253,27 @@ def base_model(source: Any) -> Any:
     return AutoModelForQuestionAnswering.from_pretrained(source.path, **source.kwargs())
 
 
+def ordered_eval_trainer(**kwargs: Any) -> Any:
+    """transformers' ``Trainer`` that evaluates the features in dataset order.
+
+    ``postprocess`` pairs the i-th row of the predictions with the i-th feature. With ``group_by_length`` the stock
+    Trainer (transformers 5) also draws evaluation batches through a seeded ``LengthGroupedSampler``, a shuffled
+    order, which would pair logits with the wrong questions (F1 at chance); the evaluation features are sorted by
+    length instead, so in-order batches pad little.
+    """
+    import torch
+    from transformers import Trainer
+
+    class OrderedEvalTrainer(Trainer):
+        def _get_eval_sampler(self, eval_dataset: Any) -> Any:
+            return torch.utils.data.SequentialSampler(eval_dataset)
+
+    return OrderedEvalTrainer(**kwargs)
+
+
 def run_seed(recipe: SquadRecipe, seed: int, settings: dict[str, Any], seed_dir: Path) -> dict[str, Any]:
     """Train and evaluate one seed; write its predictions; return its metrics record."""
-    from transformers import AutoTokenizer, DataCollatorWithPadding, Trainer, set_seed
+    from transformers import AutoTokenizer, DataCollatorWithPadding, set_seed
 
     from ..data.squad import load_squad
     from ..methods import apply_method, count_parameters
@@ -300,9 +319,9 @@ def run_seed(recipe: SquadRecipe, seed: int, settings: dict[str, Any], seed_dir:
     if settings["head_learning_rate"] is not None:
         optimizer = head_optimizer(model, settings["learning_rate"], settings["head_learning_rate"],
                                    recipe.weight_decay)
-    trainer = Trainer(model=model, args=args, train_dataset=model_inputs(train), eval_dataset=model_inputs(dev),
-                      data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=compute_metrics,
-                      callbacks=[speed], optimizers=(optimizer, None))
+    trainer = ordered_eval_trainer(model=model, args=args, train_dataset=model_inputs(train),
+                                   eval_dataset=model_inputs(dev), data_collator=DataCollatorWithPadding(tokenizer),
+                                   compute_metrics=compute_metrics, callbacks=[speed], optimizers=(optimizer, None))
     resume = recipe.resume and any(seed_dir.glob("checkpoint-*"))
     start = time.perf_counter()
     train_out = trainer.train(resume_from_checkpoint=True if resume else None)
