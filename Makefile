@@ -44,7 +44,7 @@ bench-serving: setup
 
 # docs/serving.md's vLLM table: `vllm bench throughput` for the base model, HUT and LoRA at 1-256 adapters (~25 min here)
 bench-vllm: setup
-	$(BIN)/python benchmarks/vllm_throughput.py --counts 1,16,64,256 --output docs/results/vllm-throughput.json
+	$(BIN)/python benchmarks/vllm_throughput.py --counts 1,16,64,256 --reps 2 --output docs/results/vllm-throughput.json
 
 # docs/performance.md's LLM-scale table: Llama-3-8B shape, 8 layers, random bf16 weights, batch 4 × 1,024 (needs a GPU)
 bench-llm: setup

@@ -2,7 +2,8 @@
 
     python benchmarks/vllm_throughput.py --counts 1,16,64,256 --output docs/results/vllm-throughput.json
 
-One process per configuration (vLLM starts an engine per run): the base model as vLLM runs it by default, the
+One process per configuration (vLLM starts an engine per run; ``--reps N`` runs every row N times, in rounds):
+the base model as vLLM runs it by default, the
 base model eager (``--enforce-eager``: vLLM's CPU build turns compilation off whenever adapters are enabled,
 so this is the base model under the same execution mode as the adapter runs), then for each K the same
 requests spread round-robin over K HUT adapters (``hut``: vLLM's adapter mode as it is, eager on CPU;
@@ -21,6 +22,7 @@ import argparse
 import json
 import os
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -85,14 +87,20 @@ def run_one(command: list[str], output: Path, compiled_hut: bool = False) -> dic
             "command": " ".join(command[2:])}
 
 
-def table(runs: list[dict]) -> str:
-    base = next(r for r in runs if r["method"] == "base")["output_tokens_per_second"]
-    eager = next((r for r in runs if r["method"] == "base-eager"), {"output_tokens_per_second": float("nan")})
-    eager_tps = eager["output_tokens_per_second"]
-    lines = ["| served | adapters | output tokens/s | × base | × base eager |", "|---|---:|---:|---:|---:|"]
+def medians(runs: list[dict]) -> dict[tuple[str, int], float]:
+    """Median output tokens/s per (method, adapters) over the rounds, in the order the rows first ran."""
+    rows: dict[tuple[str, int], list[float]] = {}
     for r in runs:
-        tps = r["output_tokens_per_second"]
-        lines.append(f"| {r['method']} | {r['adapters'] or '–'} | {tps:,.1f} | {tps / base:.3f} | {tps / eager_tps:.3f} |")
+        rows.setdefault((r["method"], r["adapters"]), []).append(r["output_tokens_per_second"])
+    return {row: statistics.median(tps) for row, tps in rows.items()}
+
+
+def table(runs: list[dict]) -> str:
+    rows = medians(runs)
+    base, eager = rows[("base", 0)], rows.get(("base-eager", 0), float("nan"))
+    lines = ["| served | adapters | output tokens/s | × base | × base eager |", "|---|---:|---:|---:|---:|"]
+    for (method, count), tps in rows.items():
+        lines.append(f"| {method} | {count or '–'} | {tps:,.1f} | {tps / base:.3f} | {tps / eager:.3f} |")
     return "\n".join(lines)
 
 
@@ -105,6 +113,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--output-len", type=int, default=64)
     parser.add_argument("--max-num-seqs", type=int, default=64)
     parser.add_argument("--methods", default="hut,hut-compiled,lora")
+    parser.add_argument("--reps", type=int, default=1,
+                        help="Rounds over every row, interleaved; the table gives each row's median.")
     parser.add_argument("--output", default=None, help="Write the runs here as JSON.")
     args = parser.parse_args(argv)
 
@@ -118,11 +128,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     for count in map(int, args.counts.split(",")):
         plan += [(method, adapters[method], count) for method in args.methods.split(",")]
     runs = []
-    for method, adapter, count in plan:
-        output = work / f"{method}-{count}.json"
+    for rep, (method, adapter, count) in ((rep, row) for rep in range(args.reps) for row in plan):
+        output = work / f"{method}-{count}-{rep}.json"
         result = run_one(bench_command(base, adapter, count, args, output, eager=method == "base-eager"), output,
                          compiled_hut=method == "hut-compiled")
-        runs.append({"method": method, "adapters": count, **result})
+        runs.append({"method": method, "adapters": count, "round": rep, **result})
         print(f"{method:12s} K={count:4d}: {result['output_tokens_per_second']:8.1f} output tokens/s "
               f"({result['wall_s']:.0f} s)", flush=True)
     record = {"runs": runs, "torch_threads": torch.get_num_threads(), "cpu": os.cpu_count(),
