@@ -25,7 +25,6 @@ from typing import Optional
 # (phase, the log text that ends it); the phases run in this order.
 MARKERS = [
     ("hut-peft command (imports, adapter checks, model export)", "hut_peft.serving.vllm_main serve"),
-    ("vLLM imports and arguments", "vLLM API server version"),
     ("model weights loaded", "Loading weights took"),
     ("engine ready (compile or warm-up, KV cache)", "init engine (profile, create kv cache, warmup model) took"),
     ("adapters loaded", "Loaded new LoRA adapter"),

@@ -104,6 +104,14 @@ def table(runs: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def write_record(path: str, runs: list[dict], args: argparse.Namespace) -> None:
+    from hut_peft.lab.atomic import write_text_atomic
+
+    record = {"runs": runs, "torch_threads": torch.get_num_threads(), "cpu": os.cpu_count(),
+              "settings": {k: v for k, v in vars(args).items() if k != "output"}}
+    write_text_atomic(path, json.dumps(record, indent=2) + "\n")
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--counts", default="1,16,64,256", help="Numbers of adapters receiving traffic.")
@@ -135,12 +143,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         runs.append({"method": method, "adapters": count, "round": rep, **result})
         print(f"{method:12s} K={count:4d}: {result['output_tokens_per_second']:8.1f} output tokens/s "
               f"({result['wall_s']:.0f} s)", flush=True)
-    record = {"runs": runs, "torch_threads": torch.get_num_threads(), "cpu": os.cpu_count(),
-              "settings": {k: v for k, v in vars(args).items() if k != "output"}}
-    if args.output:
-        from hut_peft.lab.atomic import write_text_atomic
-
-        write_text_atomic(args.output, json.dumps(record, indent=2) + "\n")
+        if args.output:  # after every row, so a run stopped part-way keeps the rows it finished
+            write_record(args.output, runs, args)
     print(table(runs))
     return 0
 
