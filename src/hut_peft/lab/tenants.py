@@ -184,12 +184,23 @@ def save_tenant(model: Any, tenant: str, output_dir: Path) -> None:
 
 
 def peak_rss_mib() -> Optional[float]:
-    """This process's peak resident memory (None where the OS does not report it)."""
+    """This process's peak resident memory (None where the OS does not report it).
+
+    Linux: ``VmHWM`` of /proc/self/status, the high-water mark of this program's memory. Not ``ru_maxrss``: the
+    kernel carries that across ``exec`` from the forked parent, so a child of a large process reports the parent's
+    size.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
     try:
         import resource
     except ImportError:  # Windows
         return None
-    scale = 1 if sys.platform == "darwin" else 1024  # bytes on macOS, KiB on Linux
+    scale = 1 if sys.platform == "darwin" else 1024  # bytes on macOS, KiB elsewhere
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
 
 
