@@ -9,10 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from transformers import AutoModelForCausalLM
 
 from hut_peft.cli import main
 from hut_peft.hut.loading import find_saved_adapters
 from hut_peft.lab.models import TINY_LLAMA_WORDS, save_tiny_llama
+from hut_peft.serving.vectors import module_vectors, read_adapter
 
 TENANTS = {"alpha": 7, "beta": 3, "gamma": 11}
 
@@ -62,6 +64,14 @@ def test_joint_equals_separate_and_serves_from_the_folder(tmp_path: Path, tiny_m
         assert max((v - (0.0 if "beta" in k else 1.0)).abs().max().item() for k, v in joint.items()) > 1e-3
     summary = json.loads((tmp_path / "joint" / "tenants.json").read_text())
     assert summary["mode"] == "joint" and sorted(summary["trained"]) == sorted(TENANTS)
+    # The reader hut-peft's vLLM plugin serves folders with accepts every tenant's folder as it is.
+    base = AutoModelForCausalLM.from_pretrained(tiny_model)
+    for tenant in TENANTS:
+        config, modules = read_adapter(tmp_path / "joint" / tenant)
+        assert config["peft_type"] == "HUT" and len(modules) == 2 * base.config.num_hidden_layers
+        for name, tensors in modules.items():
+            layer = base.get_submodule(name)
+            module_vectors(tensors, name, layer.in_features, layer.out_features, shift=config["shift"])
 
 
 def test_resume_keeps_finished_tenants_and_trains_the_rest_as_before(tmp_path: Path, tiny_model: str) -> None:
