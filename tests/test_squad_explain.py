@@ -122,3 +122,20 @@ def test_explain_cli_writes_records_claim_and_figure(tiny_qa_setup, tmp_path, ca
     capsys.readouterr()
     assert main(args) == 0  # resumed: nothing recomputed
     assert len((out / "records.jsonl").read_text().splitlines()) == 12
+
+
+def test_a_sweep_cell_resolves_to_its_best_rates_adapter(tmp_path):
+    from hut_peft.lab.explain import resolve_adapter
+
+    for lr, f1 in ((1e-3, 20.0), (3e-3, 25.0), (1e-2, 25.0)):  # a tie: the smaller rate wins, as in the sweep
+        folder = tmp_path / "hut" / f"lr={lr:g}"
+        (folder / "seed-0" / "adapter").mkdir(parents=True)
+        (folder / "results.json").write_text(json.dumps({"recipe": "squad", "primary_metric": "f1",
+                                                         "settings": {"learning_rate": lr},
+                                                         "summary": {"best": {"f1": {"mean": f1}}}}))
+    assert resolve_adapter(str(tmp_path / "hut")) == str(tmp_path / "hut" / "lr=0.003" / "seed-0" / "adapter")
+    (tmp_path / "adapter").mkdir()
+    (tmp_path / "adapter" / "method.json").write_text("{}")
+    assert resolve_adapter(str(tmp_path / "adapter")) == str(tmp_path / "adapter")
+    with pytest.raises(FileNotFoundError, match="neither an adapter"):
+        resolve_adapter(str(tmp_path / "nothing"))

@@ -51,6 +51,31 @@ def parse_models(items: list[str]) -> dict[str, str | None]:
     return models
 
 
+def resolve_adapter(folder: str) -> str:
+    """An adapter folder as given, or, for a sweep cell (``.../squad/hut``), the seed-0 adapter of its grid's best
+    rate: the highest headline among ``lr=*/results.json``, ties to the smaller rate, as the sweep chooses.
+
+    Raises:
+        FileNotFoundError: Neither an adapter (``method.json``) nor a cell with finished grid runs.
+    """
+    from .sweep import headline
+
+    path = Path(folder)
+    if (path / "method.json").is_file():
+        return str(path)
+    scores = {}
+    for results in path.glob("lr=*/results.json"):
+        res = json.loads(results.read_text())
+        scores[res["settings"]["learning_rate"]] = (headline(res), results.parent)
+    if not scores:
+        raise FileNotFoundError(f"--models: {folder} holds neither an adapter (method.json) nor finished learning-rate "
+                                "runs (lr=*/results.json) of a sweep cell.")
+    best = max(sorted(scores), key=lambda lr: scores[lr][0])
+    adapter = scores[best][1] / "seed-0" / "adapter"
+    logger.info("%s: the grid's best rate is %g; using %s", folder, best, adapter)
+    return str(adapter)
+
+
 def load_model(adapter_dir: str | None, model: str | None, seed: int = 0) -> Any:
     """A QA model in fp32 eval mode: the base with its method and trained tensors loaded, or (``None``) the base with
     a span head initialised from ``seed``."""
@@ -311,8 +336,9 @@ def figure_panels(models: dict[str, str | None], examples: Any, ids: list[str], 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--models", nargs="+", required=True,
-                        help="LABEL=ADAPTER_DIR (a seed-N/adapter folder of `hut-peft squad --save-adapter`) or "
-                             "'base' (the pretrained encoder, untrained span head), e.g. hut=... lora=... base.")
+                        help="LABEL=DIR: a seed-N/adapter folder of `hut-peft squad --save-adapter`, or a sweep cell "
+                             "(.../squad/hut: the seed-0 adapter of its grid's best rate); or 'base' (the pretrained "
+                             "encoder, untrained span head), e.g. hut=... lora=... base.")
     parser.add_argument("--model", help="The base model the adapters were trained on (default: minilm).")
     parser.add_argument("--data-dir", help="Release folder (default: the hub); the held-out split is explained.")
     parser.add_argument("--sample", type=int, default=500, help="Questions in the fixed random sample (default 500).")
@@ -333,7 +359,7 @@ def run(args: argparse.Namespace) -> int:
     from .data.squad import load_squad
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    models = parse_models(args.models)
+    models = {label: resolve_adapter(folder) if folder else None for label, folder in parse_models(args.models).items()}
     a, _, b = args.compare.partition(",")
     if not (a and b):
         raise ValueError(f"--compare must be two labels, LABEL_A,LABEL_B; got {args.compare!r}.")
