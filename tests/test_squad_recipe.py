@@ -207,6 +207,7 @@ def test_report_shows_the_squad_grid_before_any_cell_finishes(tmp_path):
     results = collect([tmp_path])
     text = "\n".join(squad_sections(results, squad_cells(results)))
     assert "No method has finished its seeds yet" in text and "- HUT: 0.003: 25.0" in text
+    assert "### Learning-rate grids so far" in text
 
 
 def test_report_carries_the_measured_claim_and_links_the_figure(tmp_path):

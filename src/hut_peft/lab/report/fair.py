@@ -477,7 +477,9 @@ def squad_sections(results: list[dict[str, Any]], cells: dict[str, dict[str, Any
         "where it stopped (docs/squad.md).", ""]
     rates = e2e_lr_lines(results, cells, task="squad", scale=0.01)
     if rates:
-        parts += ["### Chosen learning rates (seed 0's F1 per rate; chosen in bold)", "", *rates, ""]
+        heading = "Chosen learning rates (seed 0's F1 per rate; chosen in bold)" if cells else \
+            "Learning-rate grids so far (seed 0's F1 per rate)"
+        parts += [f"### {heading}", "", *rates, ""]
     compared = squad_paired_table(cells)
     if compared:
         parts += ["### Paired comparisons over seeds (F1)", "", compared]
