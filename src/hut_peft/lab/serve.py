@@ -21,7 +21,6 @@ time (``/v1/load_lora_adapter``) is off unless ``--allow-runtime-adapters``; ``-
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import sys
@@ -79,10 +78,16 @@ def find_adapters(folder: str | os.PathLike[str]) -> dict[str, Path]:
     return found
 
 
+def is_hut(config: dict[str, Any]) -> bool:
+    """Whether an ``adapter_config.json`` (as a dict) is a HUT adapter's."""
+    return str(config.get("peft_type", "")).upper() == "HUT"
+
+
 def all_hut(adapters: dict[str, Path]) -> bool:
-    """Whether every adapter folder is a HUT adapter (its ``adapter_config.json`` says ``peft_type`` HUT)."""
-    return all(str(json.loads((folder / "adapter_config.json").read_text()).get("peft_type", "")).upper() == "HUT"
-               for folder in adapters.values())
+    """Whether every adapter folder is a HUT adapter."""
+    from ..serving.folders import read_config
+
+    return all(is_hut(read_config(folder)) for folder in adapters.values())
 
 
 def compile_env(adapters: dict[str, Path], extra: list[str], env: dict[str, str]) -> dict[str, str]:
@@ -98,10 +103,12 @@ def compile_env(adapters: dict[str, Path], extra: list[str], env: dict[str, str]
 
 def lora_rank_flag(adapters: dict[str, Path]) -> int:
     """The smallest ``--max-lora-rank`` vLLM accepts that fits every LoRA adapter here (1 when all are HUT)."""
+    from ..serving.folders import read_config
+
     ranks = [1]
-    for _name, folder in adapters.items():
-        config = json.loads((folder / "adapter_config.json").read_text())
-        if str(config.get("peft_type", "")).upper() != "HUT":
+    for folder in adapters.values():
+        config = read_config(folder)
+        if not is_hut(config):
             ranks.append(max([int(config.get("r", 8)), *map(int, (config.get("rank_pattern") or {}).values())]))
     need = max(ranks)
     for allowed in VLLM_LORA_RANKS:
