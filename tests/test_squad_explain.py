@@ -7,21 +7,7 @@ import json
 
 import pytest
 
-from squad_fixtures import CONTEXTS, write_tiny_qa_setup
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    from transformers import AutoTokenizer
-
-    from hut_peft.lab.models import resolve_model
-
-    return AutoTokenizer.from_pretrained(resolve_model("minilm").path)
-
-
-@pytest.fixture(scope="module")
-def tiny_qa_setup(tmp_path_factory, tokenizer):
-    return write_tiny_qa_setup(tmp_path_factory.mktemp("tiny-squad"), tokenizer)
+from squad_fixtures import CONTEXTS
 
 
 def _example(question: str, answer: str, context: str = CONTEXTS[0]) -> dict:
@@ -29,13 +15,13 @@ def _example(question: str, answer: str, context: str = CONTEXTS[0]) -> dict:
             "answers": {"text": [answer], "answer_start": [context.index(answer)]}}
 
 
-def test_integrated_gradients_sum_to_the_score_difference(tiny_qa_setup, tokenizer):
+def test_integrated_gradients_sum_to_the_score_difference(tiny_qa_setup, minilm_tokenizer):
     """Completeness: Σ attributions = f(x) − f(baseline) up to the integral's error, which Captum reports."""
     from hut_peft.lab.attribution import explain_question
     from hut_peft.lab.explain import load_model
 
     model = load_model(None, str(tiny_qa_setup[0]))
-    e = explain_question(model, tokenizer, _example("Which team won Super Bowl 50?", "Denver Broncos"), n_steps=32)
+    e = explain_question(model, minilm_tokenizer, _example("Which team won Super Bowl 50?", "Denver Broncos"), n_steps=32)
     assert abs(e.target) > 1e-3  # a real difference to explain
     assert sum(e.scores) == pytest.approx(e.target, abs=1e-3 * max(1.0, abs(e.target)))
     assert sum(e.scores) - e.target == pytest.approx(e.delta, abs=1e-4)
@@ -76,9 +62,14 @@ def test_paired_claim_reports_direction_test_and_effect_size():
     assert answer["rank_biserial"] == 1.0 and answer["share_of_questions_hut_higher"] == 1.0
     assert answer["median_difference"] == pytest.approx(0.05) and answer["p_value"] < 1e-3
     assert claim["shares"]["question_words_in_context"]["p_value"] == 1.0  # no difference at all
+    # Within the questions both answer right (even ids) and both answer wrong (odd ids), the same gap, paired.
+    outcome = claim["answer_share_by_outcome"]
+    assert outcome["both_right"]["n"] == outcome["both_wrong"]["n"] == 10
+    assert outcome["both_wrong"]["median_difference"] == pytest.approx(0.05) and outcome["both_wrong"]["rank_biserial"] == 1
     right_wrong = claim["correct_vs_wrong"]["lora"]
     assert (right_wrong["n_correct"], right_wrong["n_wrong"]) == (10, 10) and right_wrong["rank_biserial"] > 0.5
-    assert "| gold answer span |" in claim_markdown(claim, "hut-peft explain ...")
+    markdown = claim_markdown(claim, "hut-peft explain ...")
+    assert "| gold answer span |" in markdown and "| gold answer span, questions both answer wrong (10) |" in markdown
     assert pick_examples(_records(20, 0.05), "hut", "lora", ids, 3) == []  # nobody disagrees on EM
     with pytest.raises(ValueError, match="only 2 questions"):
         paired_claim(_records(2, 0.05), "hut", "lora", ids)

@@ -7,21 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from squad_fixtures import CONTEXTS, QUESTIONS, write_tiny_qa_setup
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    from transformers import AutoTokenizer
-
-    from hut_peft.lab.models import resolve_model
-
-    return AutoTokenizer.from_pretrained(resolve_model("minilm").path)
-
-
-@pytest.fixture(scope="module")
-def tiny_qa_setup(tmp_path_factory, tokenizer):
-    return write_tiny_qa_setup(tmp_path_factory.mktemp("tiny-squad"), tokenizer)
+from squad_fixtures import CONTEXTS, QUESTIONS
 
 
 def _examples():
@@ -35,12 +21,12 @@ def _examples():
     return datasets.Dataset.from_list(rows)
 
 
-def test_windows_overlap_and_labels_recover_every_gold_span(tokenizer):
+def test_windows_overlap_and_labels_recover_every_gold_span(minilm_tokenizer):
     """Short windows force several per context; each window that holds the answer labels exactly its tokens."""
     from hut_peft.lab.train.squad import featurize
 
     examples = _examples()
-    features = featurize(examples, tokenizer, max_length=48, doc_stride=16)
+    features = featurize(examples, minilm_tokenizer, max_length=48, doc_stride=16)
     assert len(features) > len(examples)  # long contexts became several windows
     assert max(features["length"]) <= 48
     gold = {e["id"]: (e["context"], e["answers"]["text"][0]) for e in examples}
@@ -58,13 +44,13 @@ def test_windows_overlap_and_labels_recover_every_gold_span(tokenizer):
     assert holding == set(gold)  # every question is answerable from at least one of its windows
 
 
-def test_postprocess_round_trip_recovers_the_gold_answers(tokenizer):
+def test_postprocess_round_trip_recovers_the_gold_answers(minilm_tokenizer):
     """Logits peaked at the labelled tokens give back the gold texts, EM 100, through the n-best search."""
     from hut_peft.lab.metrics.squad import squad_scores
     from hut_peft.lab.train.squad import featurize, postprocess, references
 
     examples = _examples()
-    features = featurize(examples, tokenizer, max_length=48, doc_stride=16)
+    features = featurize(examples, minilm_tokenizer, max_length=48, doc_stride=16)
     width = max(features["length"]) + 5  # padded past every feature, as the Trainer pads with -100
     start, end = np.full((len(features), width), -100.0), np.full((len(features), width), -100.0)
     rng = np.random.default_rng(0)

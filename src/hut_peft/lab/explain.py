@@ -9,8 +9,9 @@ gradients (``lab/attribution.py``) give each input token's share of the answer's
   resumable, a finished pair is not computed again (so the two models can be run one at a time, as each is trained);
 - ``claim.json`` and ``claim.md``: for the two ``--compare`` models, paired per question, the share on the gold
   answer and on context words that repeat the question's content words (Wilcoxon signed-rank, matched-pairs
-  rank-biserial effect size), and per model the share on the answer when it is right against when it is wrong
-  (Mann-Whitney U, rank-biserial);
+  rank-biserial effect size), the answer share again within the questions both answer right and both answer wrong
+  (a gap there is not merely one model being right more often), and per model the share on the answer when it is
+  right against when it is wrong (Mann-Whitney U, rank-biserial);
 - ``figure4.png`` and ``figure4.html``: questions chosen by a stated rule (the first ``--figure-questions`` of the
   sample, in sample order, that exactly one of the two compared models answers exactly right), or by ``--questions``;
   each word shaded by its share, per model, side by side.
@@ -152,32 +153,45 @@ def _rank_biserial_paired(diffs: list[float]) -> float:
     return float((plus - minus) / (plus + minus))
 
 
-def paired_claim(records: list[dict], a: str, b: str, order_ids: list[str]) -> dict[str, Any]:
-    """``a`` against ``b`` per question on each share (Wilcoxon signed-rank, two-sided), and correct vs wrong."""
+def _paired(xa: list[float], xb: list[float], a: str, b: str) -> dict[str, Any]:
+    """``a`` against ``b`` paired per question: means, medians, the Wilcoxon signed-rank test (two-sided) and the
+    matched-pairs rank-biserial effect size (+1: ``a`` higher on every question)."""
     import statistics
 
-    from scipy.stats import mannwhitneyu, wilcoxon
+    from scipy.stats import wilcoxon
+
+    diffs = [x - y for x, y in zip(xa, xb)]
+    test = wilcoxon(xa, xb) if any(diffs) else None
+    return {"n": len(diffs), f"mean_{a}": statistics.fmean(xa), f"mean_{b}": statistics.fmean(xb),
+            f"median_{a}": statistics.median(xa), f"median_{b}": statistics.median(xb),
+            "median_difference": statistics.median(diffs), "mean_difference": statistics.fmean(diffs),
+            f"share_of_questions_{a}_higher": sum(d > 0 for d in diffs) / len(diffs),
+            "wilcoxon_statistic": float(test.statistic) if test else None,
+            "p_value": float(test.pvalue) if test else 1.0, "rank_biserial": _rank_biserial_paired(diffs)}
+
+
+def paired_claim(records: list[dict], a: str, b: str, order_ids: list[str]) -> dict[str, Any]:
+    """``a`` against ``b`` per question on each share; the answer share again within the questions both answer right
+    and both answer wrong (so a gap is not merely one model being right more often); and, per model, the answer
+    share when right against when wrong (Mann-Whitney U, rank-biserial)."""
+    import statistics
+
+    from scipy.stats import mannwhitneyu
 
     by = {(r["id"], r["model"]): r for r in records}
     ids = [q for q in order_ids if (q, a) in by and (q, b) in by]
     if len(ids) < 5:
         raise ValueError(f"--compare {a},{b}: only {len(ids)} questions have records for both; need at least 5.")
-    out: dict[str, Any] = {"models": [a, b], "questions": len(ids), "shares": {}, "correct_vs_wrong": {},
-                           "scores": {}}
+    out: dict[str, Any] = {"models": [a, b], "questions": len(ids), "shares": {}, "answer_share_by_outcome": {},
+                           "correct_vs_wrong": {}, "scores": {}}
     for key in ("answer", "question_words_in_context", "question"):
-        xa = [by[(q, a)]["shares"][key] for q in ids]
-        xb = [by[(q, b)]["shares"][key] for q in ids]
-        diffs = [x - y for x, y in zip(xa, xb)]
-        test = wilcoxon(xa, xb) if any(diffs) else None
-        out["shares"][key] = {
-            f"mean_{a}": statistics.fmean(xa), f"mean_{b}": statistics.fmean(xb),
-            f"median_{a}": statistics.median(xa), f"median_{b}": statistics.median(xb),
-            "median_difference": statistics.median(diffs), "mean_difference": statistics.fmean(diffs),
-            f"share_of_questions_{a}_higher": sum(d > 0 for d in diffs) / len(diffs),
-            "wilcoxon_statistic": float(test.statistic) if test else None,
-            "p_value": float(test.pvalue) if test else 1.0,
-            "rank_biserial": _rank_biserial_paired(diffs),
-        }
+        out["shares"][key] = _paired([by[(q, a)]["shares"][key] for q in ids],
+                                     [by[(q, b)]["shares"][key] for q in ids], a, b)
+    for outcome, right in (("both_right", 1.0), ("both_wrong", 0.0)):
+        same = [q for q in ids if by[(q, a)]["exact_match"] == by[(q, b)]["exact_match"] == right]
+        if len(same) >= 5:
+            out["answer_share_by_outcome"][outcome] = _paired([by[(q, a)]["shares"]["answer"] for q in same],
+                                                              [by[(q, b)]["shares"]["answer"] for q in same], a, b)
     for label in (a, b):
         rows = [by[(q, label)] for q in ids]
         out["scores"][label] = {"exact_match": 100 * statistics.fmean(r["exact_match"] for r in rows),
@@ -203,8 +217,12 @@ def claim_markdown(claim: dict[str, Any], command: str) -> str:
     lines = [f"Paired over {claim['questions']} held-out questions (`{command}`):", "",
              f"| share of attribution on | {a} (mean) | {b} (mean) | median {a} − {b} | {a} higher on | Wilcoxon p "
              "| rank-biserial r |", "|---|---|---|---|---|---|---|"]
-    for key, s in claim["shares"].items():
-        lines.append(f"| {names[key]} | {s[f'mean_{a}']:.3f} | {s[f'mean_{b}']:.3f} | {s['median_difference']:+.3f} "
+    outcomes = {"both_right": "gold answer span, questions both answer right",
+                "both_wrong": "gold answer span, questions both answer wrong"}
+    rows = [(names[k], s) for k, s in claim["shares"].items()]
+    rows += [(f"{outcomes[k]} ({s['n']})", s) for k, s in claim.get("answer_share_by_outcome", {}).items()]
+    for name, s in rows:
+        lines.append(f"| {name} | {s[f'mean_{a}']:.3f} | {s[f'mean_{b}']:.3f} | {s['median_difference']:+.3f} "
                      f"| {100 * s[f'share_of_questions_{a}_higher']:.0f}% | {s['p_value']:.2g} | "
                      f"{s['rank_biserial']:+.2f} |")
     lines += ["", "| model | EM | F1 | answer share, correct (median) | answer share, wrong (median) | n right / wrong "
