@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from hut_peft.lab.methods import METHODS
 from squad_fixtures import CONTEXTS, QUESTIONS
 
 
@@ -128,17 +129,39 @@ def test_evaluation_runs_in_dataset_order_under_length_grouping(tmp_path):
     assert list(iter(trainer._get_eval_sampler(rows))) == list(range(40))
 
 
-@pytest.mark.parametrize("method", ["lora", "ia3", "full"])
-def test_every_listed_method_trains_the_span_head(tiny_qa_setup, method):
-    """peft's QUESTION_ANS task type trains a copy of qa_outputs (modules_to_save); full trains everything."""
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_every_registry_method_trains_on_spans(tiny_qa_setup, method):
+    """Every registry method that applies to a QA encoder (all but prefix tuning) trains there: the span head
+    (peft's QUESTION_ANS task type: a copy of qa_outputs in modules_to_save; the hand-written methods train it
+    directly) and the method's own parameters both change in one step on a window's span loss."""
+    import torch
+
     from hut_peft.lab.methods import apply_method
     from hut_peft.lab.models import resolve_model
     from hut_peft.lab.train.squad import base_model
 
-    model = apply_method(method, base_model(resolve_model(str(tiny_qa_setup[0]))), task_type="QUESTION_ANS")
-    head = [n for n, p in model.named_parameters() if p.requires_grad and "qa_outputs" in n]
-    assert head and all(("modules_to_save" in n) != (method == "full") for n in head)
-    assert any(p.requires_grad for n, p in model.named_parameters() if "qa_outputs" not in n)
+    torch.manual_seed(0)
+    qa = base_model(resolve_model(str(tiny_qa_setup[0])))
+    if method == "prefix":  # the one that does not apply: transformers 5 encoders take no past key values
+        with pytest.raises(ValueError, match="cannot apply to BertForQuestionAnswering"):
+            apply_method(method, qa, task_type="QUESTION_ANS")
+        return
+    model = apply_method(method, qa, task_type="QUESTION_ANS")
+    trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    head = [n for n in trainable if "qa_outputs" in n]
+    assert head and any("qa_outputs" not in n for n in trainable)
+    if method in ("lora", "ia3", "hut", "hira", "vera", "fourierft"):  # peft's own wrappers
+        assert all("modules_to_save" in n for n in head)
+    before = {n: p.detach().clone() for n, p in trainable.items()}
+    batch = {"input_ids": torch.randint(5, 90, (2, 24)), "attention_mask": torch.ones(2, 24, dtype=torch.long),
+             "start_positions": torch.tensor([3, 5]), "end_positions": torch.tensor([4, 9])}
+    model.train()
+    loss = model(**batch).loss
+    loss.backward()
+    torch.optim.SGD(list(trainable.values()), lr=1.0).step()
+    changed = {n for n, p in trainable.items() if not torch.equal(p.detach(), before[n])}
+    assert torch.isfinite(loss) and any("qa_outputs" in n for n in changed)
+    assert any("qa_outputs" not in n for n in changed)
 
 
 def test_sweep_plans_squad_cells_grids_first(tmp_path):
