@@ -107,6 +107,10 @@ def test_explain_cli_writes_records_claim_and_figure(tiny_qa_setup, tmp_path, ca
     assert len(records) == 12 and {r["model"] for r in records} == {"hut", "lora"}  # base: in the figure only
     claim = json.loads((out / "claim.json").read_text())
     assert claim["questions"] == 6 and set(claim["shares"]) == {"answer", "question_words_in_context", "question"}
+    # Untrained adapters leave W0 as it was (LoRA's B is zero, HUT's means start at one): correlation 1, no change.
+    assert set(claim["weights"]) == {"hut", "lora"}
+    assert all(w["pearson"] == pytest.approx(1.0) and w["rel_change"] < 1e-6 for w in claim["weights"].values())
+    assert "Pearson(W0, W_new) 1.0000" in (out / "claim.md").read_text()
     assert (out / "figure4.png").stat().st_size > 1000
     page = (out / "figure4.html").read_text()
     assert page.count("<h3>") == 6 and "class='gold" in page

@@ -209,6 +209,18 @@ def paired_claim(records: list[dict], a: str, b: str, order_ids: list[str]) -> d
     return out
 
 
+def weight_summaries(adapters: dict[str, str | None], model: str | None) -> dict[str, dict[str, float]]:
+    """Per compared model with an adapter, how far it moved W0 (`hut-peft weights`' statistics over the attention
+    query and value matrices): the paper credits Figure 4 to HUT keeping W_new correlated with W0."""
+    from .models import DEFAULT_ENCODER, resolve_model
+    from .train.squad import base_model
+    from .weights import summarise, update_stats
+
+    source = resolve_model(model, default=DEFAULT_ENCODER)
+    return {label: summarise(update_stats(lambda: base_model(source), folder))
+            for label, folder in adapters.items() if folder is not None}
+
+
 def claim_markdown(claim: dict[str, Any], command: str) -> str:
     """The claim as a short markdown section (numbers only from ``claim``)."""
     a, b = claim["models"]
@@ -233,6 +245,12 @@ def claim_markdown(claim: dict[str, Any], command: str) -> str:
             lines.append(f"| {label} | {s['exact_match']:.1f} | {s['f1']:.1f} | {c['median_correct']:.3f} | "
                          f"{c['median_wrong']:.3f} | {c['n_correct']} / {c['n_wrong']} | {c['p_value']:.2g} | "
                          f"{c['rank_biserial']:+.2f} |")
+    weights = claim.get("weights", {})
+    if weights:
+        lines += ["", "How far each model moved W0 (attention query and value matrices, merged in float64; "
+                  "`hut-peft weights`' statistics): " + "; ".join(
+                      f"{label}: Pearson(W0, W_new) {w['pearson']:.4f} (min {w['pearson_min']:.4f}), "
+                      f"‖ΔW‖ / ‖W0‖ {w['rel_change']:.4f}" for label, w in weights.items()) + "."]
     return "\n".join(lines) + "\n"
 
 
@@ -394,7 +412,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     command = "hut-peft explain " + " ".join(sys.argv[2:])
     claim = paired_claim(records, a, b, order_ids)
-    claim.update(sample=args.sample, seed=args.seed, n_steps=args.n_steps, models=[a, b], adapters=models)
+    claim.update(sample=args.sample, seed=args.seed, n_steps=args.n_steps, models=[a, b], adapters=models,
+                 weights=weight_summaries({label: models[label] for label in (a, b)}, args.model))
     write_json_atomic(out / "claim.json", claim)
     write_text_atomic(out / "claim.md", claim_markdown(claim, command))
     ids = args.questions.split(",") if args.questions else pick_examples(records, a, b, order_ids,

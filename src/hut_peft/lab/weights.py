@@ -21,6 +21,7 @@ import argparse
 import json
 import statistics
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -50,26 +51,30 @@ def matrix_stats(w0: torch.Tensor, w_new: torch.Tensor) -> dict[str, float]:
     }
 
 
-def adapter_stats(adapter_dir: Path, model: str | None, task: str, head: str) -> dict[str, dict[str, float]]:
-    """Per adapted matrix (by parameter name), the stats of one saved adapter against its base model.
-
-    ``model``, ``task`` and ``head`` are the run's (``results.json``: ``config`` and the resolved ``settings``).
-    """
+def update_stats(build_base: Callable[[], torch.nn.Module], adapter_dir: str | Path) -> dict[str, dict[str, float]]:
+    """Per adapted matrix (by parameter name), the stats of one saved adapter against the base ``build_base()``
+    makes (called twice: once untouched, once to load the adapter into and merge, in float64)."""
     from .methods import merge_method
     from .methods.checkpoint import load_trainable
-    from .models import DEFAULT_ENCODER, resolve_model
-    from .train.glue import base_model
 
-    source = resolve_model(model, default=DEFAULT_ENCODER)
-    original = {n: p.detach().clone() for n, p in base_model(source, task, head).named_parameters()
-                if n.endswith(ADAPTED)}
-    trained = load_trainable(base_model(source, task, head).to(torch.float64), adapter_dir)
+    original = {n: p.detach().clone() for n, p in build_base().named_parameters() if n.endswith(ADAPTED)}
+    trained = load_trainable(build_base().to(torch.float64), str(adapter_dir))
     merged = dict(merge_method(trained).named_parameters())
     missing = sorted(set(original) - set(merged))
     if missing:
         raise ValueError(f"weights: the merged model has no {missing[0]} (and {len(missing) - 1} more); "
                          f"is {adapter_dir} an adapter of this base model?")
     return {name: matrix_stats(w0, merged[name]) for name, w0 in sorted(original.items())}
+
+
+def adapter_stats(adapter_dir: Path, model: str | None, task: str, head: str) -> dict[str, dict[str, float]]:
+    """``update_stats`` for a GLUE run's adapter; ``model``, ``task`` and ``head`` are the run's (``results.json``:
+    ``config`` and the resolved ``settings``)."""
+    from .models import DEFAULT_ENCODER, resolve_model
+    from .train.glue import base_model
+
+    source = resolve_model(model, default=DEFAULT_ENCODER)
+    return update_stats(lambda: base_model(source, task, head), adapter_dir)
 
 
 def summarise(per_matrix: dict[str, dict[str, float]]) -> dict[str, float]:
