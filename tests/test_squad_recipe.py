@@ -176,6 +176,24 @@ def test_sweep_plans_squad_cells_grids_first(tmp_path):
     assert names[4:] == ["main/squad/hut", "main/squad/lora"]
 
 
+
+def test_the_chosen_cell_keeps_the_grids_seed_0_answers(tmp_path):
+    """Stage 2 reuses the grid's seed-0 run: its record and its official predictions file both come along."""
+    from hut_peft.lab.sweep import Cell, _reuse_seed
+
+    cell = Cell(table="main", task=None, label="hut", recipe="squad",
+                fields={"seeds": "0,1", "learning_rate": 1e-2, "tags": {"label": "hut"}})
+    probe = cell.probe(1e-2)
+    seed_dir = probe.output_dir(tmp_path) / "seed-0"
+    seed_dir.mkdir(parents=True)
+    (seed_dir / "metrics.json").write_text('{"seed": 0}')
+    (seed_dir / "predictions.json").write_text('{"q1": "Denver Broncos"}')
+    _reuse_seed(probe, cell, tmp_path, 0)
+    target = cell.output_dir(tmp_path) / "seed-0"
+    assert json.loads((target / "predictions.json").read_text()) == {"q1": "Denver Broncos"}
+    assert (target / "metrics.json").read_text() == '{"seed": 0}'
+
+
 def _cell(root, label: str, f1s: list[float], lr: float, grid_of: str | None = None) -> None:
     seeds = [{"seed": i, "best": {"f1": f, "exact_match": f - 10}, "final": {"f1": f, "exact_match": f - 10},
               "per_epoch": [], "train_tokens_per_s": 900.0, "wall_time_s": 300.0, "train_questions": 2400,

@@ -400,7 +400,7 @@ def _reuse_seed(probe: Cell, cell: Cell, root: Path, seed: int) -> None:
     source = probe.output_dir(root) / f"seed-{seed}"
     if not target.is_file():
         write_text_atomic(target, (source / "metrics.json").read_text())
-    for name in ("references.txt", "predictions.txt"):  # E2E outputs, named in the record
+    for name in ("references.txt", "predictions.txt", "predictions.json"):  # E2E's outputs, SQuAD's answers
         if (source / name).is_file() and not (target.parent / name).is_file():
             write_text_atomic(target.parent / name, (source / name).read_text())
 
