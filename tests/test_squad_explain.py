@@ -134,3 +134,59 @@ def test_a_sweep_cell_resolves_to_its_best_rates_adapter(tmp_path):
     assert resolve_adapter(str(tmp_path / "adapter")) == str(tmp_path / "adapter")
     with pytest.raises(FileNotFoundError, match="neither an adapter"):
         resolve_adapter(str(tmp_path / "nothing"))
+
+
+def _sweep_cell(root, method: str, model_dir, seeds: list[int]):
+    """A sweep cell's layout: one grid run (seed 0's adapter) and the chosen cell's later seeds."""
+    from hut_peft.lab.explain import load_model
+    from hut_peft.lab.methods import apply_method
+    from hut_peft.lab.methods.checkpoint import save_trainable
+
+    cell = root / method
+    grid = cell / "lr=0.01"
+    grid.mkdir(parents=True)
+    (grid / "results.json").write_text(json.dumps({"recipe": "squad", "primary_metric": "f1",
+                                                   "settings": {"learning_rate": 0.01},
+                                                   "summary": {"best": {"f1": {"mean": 30.0}}}}))
+    for seed in seeds:
+        trained = apply_method(method, load_model(None, str(model_dir), seed=seed), task_type="QUESTION_ANS")
+        save_trainable(trained, (grid if seed == 0 else cell) / f"seed-{seed}" / "adapter")
+    return cell
+
+
+def test_explain_pairs_shares_averaged_over_training_seeds(tiny_qa_setup, tmp_path, capsys):
+    from hut_peft.cli import main
+
+    model_dir, data = tiny_qa_setup
+    cells = {m: _sweep_cell(tmp_path, m, model_dir, [0, 1]) for m in ("hut", "lora")}
+    out = tmp_path / "explain"
+    args = ["explain", "--models", f"hut={cells['hut']}", f"lora={cells['lora']}", "--model", str(model_dir),
+            "--data-dir", str(data), "--sample", "6", "--n-steps", "4", "--output-dir", str(out), "--seeds", "0,1"]
+    assert main(args) == 0
+    records = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
+    assert sorted({(r["model"], r["seed"]) for r in records}) == [("hut", 0), ("hut", 1), ("lora", 0), ("lora", 1)]
+    assert len(records) == 24
+    claim = json.loads((out / "claim.json").read_text())
+    assert claim["seeds"] == [0, 1] and set(claim["per_seed"]) == {"0", "1"} and claim["questions"] == 6
+    # The headline pairs each question's mean over the two seeds: recompute one share by hand.
+    from hut_peft.lab.explain import seed_means
+
+    means = {(r["id"], r["model"]): r for r in seed_means(records, [0, 1])}
+    q = records[0]["id"]
+    by_hand = sum(r["shares"]["answer"] for r in records if r["id"] == q and r["model"] == "hut") / 2
+    assert means[(q, "hut")]["shares"]["answer"] == pytest.approx(by_hand)
+    text = (out / "claim.md").read_text()
+    assert "averaged over training seeds 0, 1" in text and "seed 1: median" in text
+    capsys.readouterr()
+    assert main(args[:-1] + ["0,2"]) != 0  # a seed the sweep has not trained yet: named, nothing written
+    err = capsys.readouterr().err
+    assert "seed-2/adapter does not exist yet" in err and "has not finished" in err
+    assert len((out / "records.jsonl").read_text().splitlines()) == 24
+
+
+def test_seeds_of_a_single_adapter_folder_are_refused(tmp_path):
+    from hut_peft.lab.explain import resolve_adapter
+
+    (tmp_path / "method.json").write_text("{}")
+    with pytest.raises(ValueError, match="one adapter \\(one training seed\\)"):
+        resolve_adapter(str(tmp_path), seed=1)

@@ -5,9 +5,11 @@ For a fixed random sample of held-out SQuAD questions, every model given (saved 
 gradients (``lab/attribution.py``) give each input token's share of the answer's score. Outputs, in
 ``--output-dir``:
 
-- ``records.jsonl``: one line per (question, compared model): prediction, EM / F1, shares, completeness;
-  resumable, a finished pair is not computed again (so the two models can be run one at a time, as each is trained);
-- ``claim.json`` and ``claim.md``: for the two ``--compare`` models, paired per question, the share on the gold
+- ``records.jsonl``: one line per (question, compared model, training seed): prediction, EM / F1, shares,
+  completeness; resumable, a finished line is not computed again (so the models and seeds can be run one at a time,
+  as each is trained);
+- ``claim.json`` and ``claim.md``: for the two ``--compare`` models (each question's shares averaged over the
+  ``--seeds`` explained, then each seed's pair alone), paired per question, the share on the gold
   answer and on context words that repeat the question's content words (Wilcoxon signed-rank, matched-pairs
   rank-biserial effect size), the answer share again within the questions both answer right and both answer wrong
   (a gap there is not merely one model being right more often), and per model the share on the answer when it is
@@ -52,18 +54,30 @@ def parse_models(items: list[str]) -> dict[str, str | None]:
     return models
 
 
-def resolve_adapter(folder: str) -> str:
-    """An adapter folder as given, or, for a sweep cell (``.../squad/hut``), the seed-0 adapter of its grid's best
-    rate: the highest headline among ``lr=*/results.json``, ties to the smaller rate, as the sweep chooses.
+def resolve_adapter(folder: str, seed: int = 0) -> str:
+    """An adapter folder as given, or, for a sweep cell (``.../squad/hut``), the adapter of training seed ``seed``
+    at its grid's best rate: seed 0 from the grid run of the highest headline among ``lr=*/results.json`` (ties to
+    the smaller rate, as the sweep chooses), other seeds from the cell's own ``seed-N/adapter``.
 
     Raises:
-        FileNotFoundError: Neither an adapter (``method.json``) nor a cell with finished grid runs.
+        FileNotFoundError: Neither an adapter (``method.json``) nor a cell with finished grid runs, or a cell whose
+            seed ``seed`` has not finished.
+        ValueError: A seed other than 0 asked of a single adapter folder.
     """
     from .sweep import headline
 
     path = Path(folder)
     if (path / "method.json").is_file():
+        if seed != 0:
+            raise ValueError(f"--seeds: {folder} is one adapter (one training seed); give the sweep cell (.../squad/"
+                             "hut) to explain several seeds.")
         return str(path)
+    if seed != 0:
+        adapter = path / f"seed-{seed}" / "adapter"
+        if not (adapter / "method.json").is_file():
+            raise FileNotFoundError(f"--seeds: {adapter} does not exist yet: seed {seed} of {folder} has not finished "
+                                    "(the sweep trains seeds 1, 2 after the grids) or was not saved (--save-adapter).")
+        return str(adapter)
     scores = {}
     for results in path.glob("lr=*/results.json"):
         res = json.loads(results.read_text())
@@ -105,8 +119,10 @@ def read_records(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def explain_all(models: dict[str, str | None], examples: Any, order: list[int], out: Path, args: Any) -> list[dict]:
-    """Compute (or reuse) one record per (question, model); append each to ``records.jsonl`` as it is made."""
+def explain_all(runs: dict[tuple[str, int], str | None], examples: Any, order: list[int], out: Path,
+                args: Any) -> list[dict]:
+    """Compute (or reuse) one record per (question, model, training seed); append each to ``records.jsonl`` as it
+    is made."""
     from transformers import AutoTokenizer
 
     from .attribution import explain_question
@@ -115,29 +131,50 @@ def explain_all(models: dict[str, str | None], examples: Any, order: list[int], 
 
     path = out / "records.jsonl"
     records = read_records(path)
-    done = {(r["id"], r["model"]) for r in records}
+    done = {(r["id"], r["model"], r.get("seed", 0)) for r in records}
     source = resolve_model(args.model, default=DEFAULT_ENCODER)
     tokenizer = AutoTokenizer.from_pretrained(source.path, **source.kwargs())
     out.mkdir(parents=True, exist_ok=True)
-    for label, folder in models.items():
-        todo = [i for i in order if (examples[i]["id"], label) not in done]
+    for (label, seed), folder in runs.items():
+        todo = [i for i in order if (examples[i]["id"], label, seed) not in done]
         if not todo:
             continue
         model = load_model(folder, args.model, args.seed)
-        logger.info("%s: %d questions to explain", label, len(todo))
+        logger.info("%s (seed %d): %d questions to explain", label, seed, len(todo))
         with path.open("a") as handle:
             for n, i in enumerate(todo):
                 example = examples[i]
                 e = explain_question(model, tokenizer, example, args.max_length, args.doc_stride, n_steps=args.n_steps)
                 em, f1 = question_scores(e.prediction, example["answers"]["text"])
-                record = {"id": example["id"], "model": label, "prediction": e.prediction, "exact_match": em,
-                          "f1": f1, "shares": e.shares, "target": e.target, "delta": e.delta}
+                record = {"id": example["id"], "model": label, "seed": seed, "prediction": e.prediction,
+                          "exact_match": em, "f1": f1, "shares": e.shares, "target": e.target, "delta": e.delta}
                 handle.write(json.dumps(record) + "\n")
                 handle.flush()
                 records.append(record)
                 if n % 50 == 0:
-                    logger.info("%s: %d/%d", label, n, len(todo))
+                    logger.info("%s (seed %d): %d/%d", label, seed, n, len(todo))
     return records
+
+
+def seed_means(records: list[dict], seeds: list[int]) -> list[dict]:
+    """One record per (question, model) holding every seed in ``seeds``: shares, EM and F1 averaged over them (EM 1:
+    right on every seed, 0: wrong on every seed), the largest completeness gap kept. One seed: its records."""
+    import statistics
+
+    groups: dict[tuple[str, str], dict[int, dict]] = {}
+    for r in records:
+        if r.get("seed", 0) in seeds:
+            groups.setdefault((r["id"], r["model"]), {})[r.get("seed", 0)] = r
+    out = []
+    for (qid, label), by_seed in groups.items():
+        if len(by_seed) < len(seeds):
+            continue
+        rows = list(by_seed.values())
+        worst = max(rows, key=lambda r: abs(r["delta"]) / max(abs(r["target"]), 1e-6))
+        out.append({"id": qid, "model": label, "exact_match": statistics.fmean(r["exact_match"] for r in rows),
+                    "f1": statistics.fmean(r["f1"] for r in rows), "target": worst["target"], "delta": worst["delta"],
+                    "shares": {k: statistics.fmean(r["shares"][k] for r in rows) for k in rows[0]["shares"]}})
+    return out
 
 
 def _rank_biserial_paired(diffs: list[float]) -> float:
@@ -197,8 +234,8 @@ def paired_claim(records: list[dict], a: str, b: str, order_ids: list[str]) -> d
         out["scores"][label] = {"exact_match": 100 * statistics.fmean(r["exact_match"] for r in rows),
                                 "f1": 100 * statistics.fmean(r["f1"] for r in rows),
                                 "max_relative_delta": max(abs(r["delta"]) / max(abs(r["target"]), 1e-6) for r in rows)}
-        right = [r["shares"]["answer"] for r in rows if r["exact_match"]]
-        wrong = [r["shares"]["answer"] for r in rows if not r["exact_match"]]
+        right = [r["shares"]["answer"] for r in rows if r["exact_match"] == 1]
+        wrong = [r["shares"]["answer"] for r in rows if r["exact_match"] == 0]
         entry: dict[str, Any] = {"n_correct": len(right), "n_wrong": len(wrong)}
         if right and wrong:
             test = mannwhitneyu(right, wrong, alternative="two-sided")
@@ -226,7 +263,9 @@ def claim_markdown(claim: dict[str, Any], command: str) -> str:
     a, b = claim["models"]
     names = {"answer": "gold answer span", "question_words_in_context": "context words repeating the question's "
              "content words", "question": "the question itself"}
-    lines = [f"Paired over {claim['questions']} held-out questions (`{command}`):", "",
+    seeds = claim.get("seeds", [0])
+    over = f", each model's shares averaged over training seeds {', '.join(map(str, seeds))}" if len(seeds) > 1 else ""
+    lines = [f"Paired over {claim['questions']} held-out questions{over} (`{command}`):", "",
              f"| share of attribution on | {a} (mean) | {b} (mean) | median {a} − {b} | {a} higher on | Wilcoxon p "
              "| rank-biserial r |", "|---|---|---|---|---|---|---|"]
     outcomes = {"both_right": "gold answer span, questions both answer right",
@@ -245,6 +284,12 @@ def claim_markdown(claim: dict[str, Any], command: str) -> str:
             lines.append(f"| {label} | {s['exact_match']:.1f} | {s['f1']:.1f} | {c['median_correct']:.3f} | "
                          f"{c['median_wrong']:.3f} | {c['n_correct']} / {c['n_wrong']} | {c['p_value']:.2g} | "
                          f"{c['rank_biserial']:+.2f} |")
+    per_seed = claim.get("per_seed", {})
+    if per_seed:
+        lines += ["", f"Each training seed's pair alone ({a} seed s against {b} seed s), share on the gold answer span: "
+                  + "; ".join(f"seed {seed}: median {s['median_difference']:+.3f}, {a} higher on "
+                              f"{100 * s[f'share_of_questions_{a}_higher']:.0f}%, p = {s['p_value']:.2g}, "
+                              f"r = {s['rank_biserial']:+.2f}" for seed, s in per_seed.items()) + "."]
     weights = claim.get("weights", {})
     if weights:
         lines += ["", "How far each model moved W0 (attention query and value matrices, merged in float64; "
@@ -379,6 +424,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", help="Release folder (default: the hub); the held-out split is explained.")
     parser.add_argument("--sample", type=int, default=500, help="Questions in the fixed random sample (default 500).")
     parser.add_argument("--seed", type=int, default=0, help="Seed of the sample and of base's span head.")
+    parser.add_argument("--seeds", default="0",
+                        help="Training seeds explained per sweep cell (e.g. 0,1,2): the claim pairs each question's "
+                             "shares averaged over them; the figure draws seed 0.")
     parser.add_argument("--compare", default="hut,lora", help="The two labels compared per question.")
     parser.add_argument("--questions", help="Comma-separated question ids for the figure (default: the rule).")
     parser.add_argument("--figure-questions", type=int, default=3, help="How many questions the rule picks.")
@@ -393,31 +441,40 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from .data.squad import load_squad
+    from .train.common import parse_seeds
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    models = {label: resolve_adapter(folder) if folder else None for label, folder in parse_models(args.models).items()}
+    given = parse_models(args.models)
     a, _, b = args.compare.partition(",")
     if not (a and b):
         raise ValueError(f"--compare must be two labels, LABEL_A,LABEL_B; got {args.compare!r}.")
     if args.sample < 1 or args.n_steps < 2:
         raise ValueError(f"--sample must be >= 1 and --n-steps >= 2, got {args.sample} and {args.n_steps}.")
+    seeds = parse_seeds(args.seeds)
+    models = {label: resolve_adapter(folder) if folder else None for label, folder in given.items()}  # the figure's
+    # Records (the claim's data) for the compared models only, every training seed; the others (base): the figure.
+    runs = {(label, seed): resolve_adapter(folder, seed) for label, folder in given.items() if label in (a, b)
+            for seed in seeds if folder}
     out = Path(args.output_dir)
     examples = load_squad(args.data_dir, "validation")
     order = sample_questions(examples, args.sample, args.seed)
     order_ids = [examples[i]["id"] for i in order]
-    # Records (the claim's data) for the compared models only; the others (base) are drawn in the figure.
-    records = explain_all({k: v for k, v in models.items() if k in (a, b)}, examples, order, out, args)
+    records = explain_all(runs, examples, order, out, args)
     if a not in models or b not in models:  # one model's records now, the claim once the other is given too
         print(f"{out / 'records.jsonl'}: {len(records)} records; the claim needs both --compare labels ({a}, {b}).")
         return 0
     command = "hut-peft explain " + " ".join(sys.argv[2:])
-    claim = paired_claim(records, a, b, order_ids)
-    claim.update(sample=args.sample, seed=args.seed, n_steps=args.n_steps, models=[a, b], adapters=models,
+    claim = paired_claim(seed_means(records, seeds), a, b, order_ids)
+    if len(seeds) > 1:  # each training seed's pair alone: does the direction hold on every one?
+        claim["per_seed"] = {seed: paired_claim(seed_means(records, [seed]), a, b, order_ids)["shares"]["answer"]
+                             for seed in seeds}
+    claim.update(sample=args.sample, seed=args.seed, seeds=seeds, n_steps=args.n_steps, models=[a, b],
+                 adapters={f"{label} seed {seed}": folder for (label, seed), folder in runs.items()},
                  weights=weight_summaries({label: models[label] for label in (a, b)}, args.model))
     write_json_atomic(out / "claim.json", claim)
     write_text_atomic(out / "claim.md", claim_markdown(claim, command))
-    ids = args.questions.split(",") if args.questions else pick_examples(records, a, b, order_ids,
-                                                                         args.figure_questions)
+    ids = args.questions.split(",") if args.questions else pick_examples(
+        seed_means(records, [0]), a, b, order_ids, args.figure_questions)
     if ids:
         render(figure_panels(models, examples, ids, args), out / "figure4.png", out / "figure4.html")
     print((out / "claim.md").read_text())
