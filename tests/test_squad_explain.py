@@ -70,7 +70,13 @@ def test_paired_claim_reports_direction_test_and_effect_size():
     assert (right_wrong["n_correct"], right_wrong["n_wrong"]) == (10, 10) and right_wrong["rank_biserial"] > 0.5
     markdown = claim_markdown(claim, "hut-peft explain ...")
     assert "| gold answer span |" in markdown and "| gold answer span, questions both answer wrong (10) |" in markdown
-    assert pick_examples(_records(20, 0.05), "hut", "lora", ids, 3) == []  # nobody disagrees on EM
+    assert pick_examples(_records(20, 0.05), "hut", "lora", ids, 3) == ["q0", "q2", "q4"]  # all right or all wrong
+    # The rule: first only-HUT-right, first only-LoRA-right, first both-right, then round again.
+    outcomes = {"q0": (0, 0), "q1": (1, 1), "q2": (0, 1), "q3": (1, 0), "q4": (0, 1), "q5": (1, 0), "q6": (1, 1)}
+    records = [{"id": q, "model": m, "exact_match": float(o[i])} for q, o in outcomes.items()
+               for i, m in enumerate(("hut", "lora"))]
+    assert pick_examples(records, "hut", "lora", list(outcomes), 3) == ["q3", "q2", "q1"]
+    assert pick_examples(records, "hut", "lora", list(outcomes), 5) == ["q3", "q2", "q1", "q5", "q4"]
     with pytest.raises(ValueError, match="only 2 questions"):
         paired_claim(_records(2, 0.05), "hut", "lora", ids)
 

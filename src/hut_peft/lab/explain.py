@@ -14,8 +14,9 @@ gradients (``lab/attribution.py``) give each input token's share of the answer's
   rank-biserial effect size), the answer share again within the questions both answer right and both answer wrong
   (a gap there is not merely one model being right more often), and per model the share on the answer when it is
   right against when it is wrong (Mann-Whitney U, rank-biserial);
-- ``figure4.png`` and ``figure4.html``: questions chosen by a stated rule (the first ``--figure-questions`` of the
-  sample, in sample order, that exactly one of the two compared models answers exactly right), or by ``--questions``;
+- ``figure4.png`` and ``figure4.html``: questions chosen by a stated rule (in sample order, the first that only the
+  first compared model answers exactly right, the first only the second does, the first both do; ``pick_examples``),
+  or by ``--questions``;
   each word shaded by its share, per model, side by side.
 """
 
@@ -300,12 +301,20 @@ def claim_markdown(claim: dict[str, Any], command: str) -> str:
 
 
 def pick_examples(records: list[dict], a: str, b: str, order_ids: list[str], k: int) -> list[str]:
-    """The rule: the first ``k`` questions of the sample, in sample order, that exactly one of ``a``, ``b`` answers
-    exactly right."""
+    """The rule: in sample order, the first question only ``a`` answers exactly right, the first only ``b`` does,
+    the first both do; then the second of each, and so on, until ``k`` (a kind with none left is skipped). Both
+    directions are shown, the paper's and its reverse, beside a question neither gets wrong."""
     by = {(r["id"], r["model"]): r for r in records}
-    picked = [q for q in order_ids if (q, a) in by and (q, b) in by
-              and by[(q, a)]["exact_match"] != by[(q, b)]["exact_match"]]
-    return picked[:k]
+    kinds: dict[tuple[bool, bool], list[str]] = {(True, False): [], (False, True): [], (True, True): []}
+    for q in order_ids:
+        if (q, a) in by and (q, b) in by:
+            kinds.get((bool(by[(q, a)]["exact_match"]), bool(by[(q, b)]["exact_match"])), []).append(q)
+    picked: list[str] = []
+    for rank in range(len(order_ids)):
+        for ids in kinds.values():
+            if rank < len(ids) and len(picked) < k:
+                picked.append(ids[rank])
+    return picked
 
 
 def _color(share: float, top: float) -> tuple[float, float, float, float]:
