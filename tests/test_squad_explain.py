@@ -115,7 +115,9 @@ def test_explain_cli_writes_records_claim_and_figure(tiny_qa_setup, tmp_path, ca
     assert claim["questions"] == 6 and set(claim["shares"]) == {"answer", "question_words_in_context", "question"}
     # Untrained adapters leave W0 as it was (LoRA's B is zero, HUT's means start at one): correlation 1, no change.
     assert set(claim["weights"]) == {"hut", "lora"}
-    assert all(w["pearson"] == pytest.approx(1.0) and w["rel_change"] < 1e-6 for w in claim["weights"].values())
+    assert all(set(by) == {"0"} for by in claim["weights"].values())
+    assert all(w["pearson"] == pytest.approx(1.0) and w["rel_change"] < 1e-6
+               for by in claim["weights"].values() for w in by.values())
     assert "Pearson(W0, W_new) 1.0000" in (out / "claim.md").read_text()
     assert (out / "figure4.png").stat().st_size > 1000
     page = (out / "figure4.html").read_text()
@@ -174,6 +176,7 @@ def test_explain_pairs_shares_averaged_over_training_seeds(tiny_qa_setup, tmp_pa
     assert len(records) == 24
     claim = json.loads((out / "claim.json").read_text())
     assert claim["seeds"] == [0, 1] and set(claim["per_seed"]) == {"0", "1"} and claim["questions"] == 6
+    assert {label: set(by) for label, by in claim["weights"].items()} == {"hut": {"0", "1"}, "lora": {"0", "1"}}
     # The headline pairs each question's mean over the two seeds: recompute one share by hand.
     from hut_peft.lab.explain import seed_means
 

@@ -247,16 +247,19 @@ def paired_claim(records: list[dict], a: str, b: str, order_ids: list[str]) -> d
     return out
 
 
-def weight_summaries(adapters: dict[str, str | None], model: str | None) -> dict[str, dict[str, float]]:
-    """Per compared model with an adapter, how far it moved W0 (`hut-peft weights`' statistics over the attention
-    query and value matrices): the paper credits Figure 4 to HUT keeping W_new correlated with W0."""
+def weight_summaries(runs: dict[tuple[str, int], str | None], model: str | None) -> dict[str, dict[int, dict]]:
+    """Per compared model and training seed, how far its adapter moved W0 (`hut-peft weights`' statistics over the
+    attention query and value matrices): the paper credits Figure 4 to HUT keeping W_new correlated with W0."""
     from .models import DEFAULT_ENCODER, resolve_model
     from .train.squad import base_model
     from .weights import summarise, update_stats
 
     source = resolve_model(model, default=DEFAULT_ENCODER)
-    return {label: summarise(update_stats(lambda: base_model(source), folder))
-            for label, folder in adapters.items() if folder is not None}
+    out: dict[str, dict[int, dict]] = {}
+    for (label, seed), folder in runs.items():
+        if folder is not None:
+            out.setdefault(label, {})[seed] = summarise(update_stats(lambda: base_model(source), folder))
+    return out
 
 
 def claim_markdown(claim: dict[str, Any], command: str) -> str:
@@ -294,9 +297,10 @@ def claim_markdown(claim: dict[str, Any], command: str) -> str:
     weights = claim.get("weights", {})
     if weights:
         lines += ["", "How far each model moved W0 (attention query and value matrices, merged in float64; "
-                  "`hut-peft weights`' statistics): " + "; ".join(
-                      f"{label}: Pearson(W0, W_new) {w['pearson']:.4f} (min {w['pearson_min']:.4f}), "
-                      f"‖ΔW‖ / ‖W0‖ {w['rel_change']:.4f}" for label, w in weights.items()) + "."]
+                  "`hut-peft weights`' statistics; per training seed " + ", ".join(map(str, seeds)) + "): "
+                  + "; ".join(f"{label}: Pearson(W0, W_new) " + " / ".join(f"{w['pearson']:.4f}" for w in by.values())
+                              + ", ‖ΔW‖ / ‖W0‖ " + " / ".join(f"{w['rel_change']:.4f}" for w in by.values())
+                              for label, by in weights.items()) + "."]
     return "\n".join(lines) + "\n"
 
 
@@ -479,7 +483,7 @@ def run(args: argparse.Namespace) -> int:
                              for seed in seeds}
     claim.update(sample=args.sample, seed=args.seed, seeds=seeds, n_steps=args.n_steps, models=[a, b],
                  adapters={f"{label} seed {seed}": folder for (label, seed), folder in runs.items()},
-                 weights=weight_summaries({label: models[label] for label in (a, b)}, args.model))
+                 weights=weight_summaries(runs, args.model))
     write_json_atomic(out / "claim.json", claim)
     write_text_atomic(out / "claim.md", claim_markdown(claim, command))
     ids = args.questions.split(",") if args.questions else pick_examples(
