@@ -185,7 +185,8 @@ def test_explain_pairs_shares_averaged_over_training_seeds(tiny_qa_setup, tmp_pa
     by_hand = sum(r["shares"]["answer"] for r in records if r["id"] == q and r["model"] == "hut") / 2
     assert means[(q, "hut")]["shares"]["answer"] == pytest.approx(by_hand)
     text = (out / "claim.md").read_text()
-    assert "averaged over training seeds 0, 1" in text and "seed 1: median" in text
+    assert "averaged over training seeds 0, 1" in text and "- seed 1: all: median" in text
+    assert set(claim["per_seed"]["1"]) >= {"answer"} and "right (or wrong) when it is so on every seed" in text
     capsys.readouterr()
     assert main(args[:-1] + ["0,2"]) != 0  # a seed the sweep has not trained yet: named, nothing written
     err = capsys.readouterr().err

@@ -262,6 +262,11 @@ def weight_summaries(runs: dict[tuple[str, int], str | None], model: str | None)
     return out
 
 
+def _paired_text(s: dict[str, Any], a: str) -> str:
+    return (f"median {s['median_difference']:+.3f}, {a} higher on {100 * s[f'share_of_questions_{a}_higher']:.0f}%, "
+            f"p = {s['p_value']:.2g}, r = {s['rank_biserial']:+.2f}")
+
+
 def claim_markdown(claim: dict[str, Any], command: str) -> str:
     """The claim as a short markdown section (numbers only from ``claim``)."""
     a, b = claim["models"]
@@ -288,12 +293,18 @@ def claim_markdown(claim: dict[str, Any], command: str) -> str:
             lines.append(f"| {label} | {s['exact_match']:.1f} | {s['f1']:.1f} | {c['median_correct']:.3f} | "
                          f"{c['median_wrong']:.3f} | {c['n_correct']} / {c['n_wrong']} | {c['p_value']:.2g} | "
                          f"{c['rank_biserial']:+.2f} |")
+    if len(seeds) > 1:
+        lines += ["", "EM, F1 and the shares are means over the training seeds; a question counts as answered right "
+                  "(or wrong) when it is so on every seed."]
     per_seed = claim.get("per_seed", {})
     if per_seed:
-        lines += ["", f"Each training seed's pair alone ({a} seed s against {b} seed s), share on the gold answer span: "
-                  + "; ".join(f"seed {seed}: median {s['median_difference']:+.3f}, {a} higher on "
-                              f"{100 * s[f'share_of_questions_{a}_higher']:.0f}%, p = {s['p_value']:.2g}, "
-                              f"r = {s['rank_biserial']:+.2f}" for seed, s in per_seed.items()) + "."]
+        lines += ["", f"Each training seed's pair alone ({a} seed s against {b} seed s), share on the gold answer span "
+                  "(all questions; those both answer right; those both answer wrong):", ""]
+        for seed, by in per_seed.items():
+            parts = [f"all: {_paired_text(by['answer'], a)}"]
+            parts += [f"{name} ({by[key]['n']}): {_paired_text(by[key], a)}"
+                      for key, name in (("both_right", "both right"), ("both_wrong", "both wrong")) if key in by]
+            lines.append(f"- seed {seed}: " + "; ".join(parts))
     weights = claim.get("weights", {})
     if weights:
         lines += ["", "How far each model moved W0 (attention query and value matrices, merged in float64; "
@@ -479,8 +490,10 @@ def run(args: argparse.Namespace) -> int:
     command = "hut-peft explain " + " ".join(sys.argv[2:])
     claim = paired_claim(seed_means(records, seeds), a, b, order_ids)
     if len(seeds) > 1:  # each training seed's pair alone: does the direction hold on every one?
-        claim["per_seed"] = {seed: paired_claim(seed_means(records, [seed]), a, b, order_ids)["shares"]["answer"]
-                             for seed in seeds}
+        claim["per_seed"] = {}
+        for seed in seeds:
+            alone = paired_claim(seed_means(records, [seed]), a, b, order_ids)
+            claim["per_seed"][seed] = {"answer": alone["shares"]["answer"], **alone["answer_share_by_outcome"]}
     claim.update(sample=args.sample, seed=args.seed, seeds=seeds, n_steps=args.n_steps, models=[a, b],
                  adapters={f"{label} seed {seed}": folder for (label, seed), folder in runs.items()},
                  weights=weight_summaries(runs, args.model))
