@@ -150,7 +150,7 @@ def test_every_registry_method_trains_on_spans(tiny_qa_setup, method):
     trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
     head = [n for n in trainable if "qa_outputs" in n]
     assert head and any("qa_outputs" not in n for n in trainable)
-    if method in ("lora", "ia3", "hut", "hira", "vera", "fourierft"):  # peft's own wrappers
+    if METHODS[method].source in ("peft", "paper"):  # peft's wrappers (HUT is a peft tuner)
         assert all("modules_to_save" in n for n in head)
     before = {n: p.detach().clone() for n, p in trainable.items()}
     batch = {"input_ids": torch.randint(5, 90, (2, 24)), "attention_mask": torch.ones(2, 24, dtype=torch.long),

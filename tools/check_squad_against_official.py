@@ -25,8 +25,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from hut_peft.lab.data.squad import load_squad_articles
+from hut_peft.lab.data.squad import flatten, load_squad_articles
 from hut_peft.lab.metrics.squad import squad_scores
+from hut_peft.lab.train.squad import references
 
 PERTURBATIONS = {
     "as predicted": lambda text, rng: text,
@@ -64,8 +65,7 @@ def main() -> int:
     parser.add_argument("folders", nargs="+", type=Path, help="Runs or sweep folders holding seed-N/predictions.json.")
     args = parser.parse_args()
     articles = load_squad_articles(args.data_dir, "validation")
-    gold = {qa["id"]: [a["text"] for a in qa["answers"]]
-            for article in articles for p in article["paragraphs"] for qa in p["qas"]}
+    gold = references(flatten(articles))
     files = sorted(f for folder in args.folders for f in folder.rglob("seed-*/predictions.json"))
     if not files:
         parser.error(f"no seed-N/predictions.json under {', '.join(map(str, args.folders))}")
@@ -79,14 +79,14 @@ def main() -> int:
                 raise SystemExit(f"{path}: {len(unknown)} ids not in {args.data_dir}'s evaluation split")
             dataset_file = work / "dataset.json"
             dataset_file.write_text(json.dumps(official_dataset(articles, set(predictions))))
-            references = {q: gold[q] for q in predictions}
+            golds = {q: gold[q] for q in predictions}
             recorded = json.loads((path.parent / "metrics.json").read_text())["final"]
             rng = random.Random(n)
             for name, change in PERTURBATIONS.items():
                 changed = {q: change(text, rng) for q, text in predictions.items()}
                 (work / "predictions.json").write_text(json.dumps(changed))
                 theirs = official_scores(args.official, dataset_file, work / "predictions.json")
-                ours = squad_scores(changed, references)
+                ours = squad_scores(changed, golds)
                 gaps = [abs(theirs[k] - ours[k]) for k in ("exact_match", "f1")]
                 if name == "as predicted":
                     gaps += [abs(theirs[k] - recorded[k]) for k in ("exact_match", "f1")]

@@ -323,7 +323,9 @@ def pick_examples(records: list[dict], a: str, b: str, order_ids: list[str], k: 
     kinds: dict[tuple[bool, bool], list[str]] = {(True, False): [], (False, True): [], (True, True): []}
     for q in order_ids:
         if (q, a) in by and (q, b) in by:
-            kinds.get((bool(by[(q, a)]["exact_match"]), bool(by[(q, b)]["exact_match"])), []).append(q)
+            kind = (bool(by[(q, a)]["exact_match"]), bool(by[(q, b)]["exact_match"]))
+            if kind in kinds:  # both wrong: not drawn
+                kinds[kind].append(q)
     picked: list[str] = []
     for rank in range(len(order_ids)):
         for ids in kinds.values():
